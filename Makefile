@@ -1,0 +1,83 @@
+# raw-to-ready: `make all` runs the pipeline on the bundled sample, `make test` lints and tests.
+# Without DATABASE_URL every target uses an embedded PostgreSQL under .pgdata/.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CONFIG ?= configs/pipeline.yaml
+ROWS ?= 1000000
+BENCH_ARGS ?=
+PYTEST_ARGS ?=
+RUN := $(PY) -m scripts.run --config $(CONFIG)
+
+.DEFAULT_GOAL := help
+.PHONY: help all install db-up db-stop psql migrate ingest validate stage features splits render \
+	lint test bench demo-dirty clean distclean
+
+help: ## List the targets (the default)
+	@echo "raw-to-ready: make <target> [CONFIG=configs/pipeline.yaml] [DATABASE_URL=...]"
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-11s %s\n", $$1, $$2}'
+
+all: install db-up ## Install, start PostgreSQL, run every stage on the sample (CONFIG=...)
+	@echo "== running the pipeline: $(CONFIG)"
+	$(RUN)
+
+install: $(VENV)/.installed ## Create .venv and install requirements.txt
+
+$(VENV)/.installed: requirements.txt
+	@echo "== creating $(VENV) and installing requirements.txt"
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt
+	touch $@
+
+db-up: install ## Start the embedded PostgreSQL (unless DATABASE_URL is set) and print its URL
+	$(PY) -m scripts.pgembed up
+
+db-stop: install ## Stop the embedded PostgreSQL
+	$(PY) -m scripts.pgembed stop
+
+psql: install ## Open psql on the pipeline database
+	$(PY) -m scripts.pgembed psql
+
+migrate: install ## Apply pending schema migrations
+	$(PY) -m scripts.migrate
+
+ingest: install ## Run through ingest: COPY the configured files into raw.raw_events
+	$(RUN) --stage ingest
+
+validate: install ## Run through validation: the expectations gate
+	$(RUN) --stage validate
+
+stage: install ## Run through staging: stg.orders
+	$(RUN) --stage stage
+
+features: install ## Run through features: feats.customer_features
+	$(RUN) --stage features
+
+splits: install ## Run through splits: meta.dataset_splits (the registry is the last stage of `all`)
+	$(RUN) --stage splits
+
+render: install ## Write every stage's rendered SQL to artifacts/rendered/ for psql -f
+	$(RUN) --render --out artifacts/rendered
+
+lint: install ## Lint sql/ with sqlfluff (.sqlfluff)
+	@echo "== sqlfluff lint sql/"
+	$(PY) -m sqlfluff lint sql/
+
+test: lint ## Lint, then run every test suite against a real PostgreSQL
+	@echo "== pytest (TEST_DATABASE_URL or a throwaway embedded server)"
+	$(PY) -m pytest tests -ra $(PYTEST_ARGS)
+
+bench: install ## Benchmark every stage on ROWS generated orders (ROWS=1000000 BENCH_ARGS=--dirty)
+	$(PY) -m scripts.bench --rows $(ROWS) $(BENCH_ARGS)
+
+demo-dirty: install ## Run the bundled dirty sample: the gate fails on purpose (exit 1)
+	$(PY) -m scripts.run --config configs/pipeline_dirty.yaml
+
+clean: ## Remove generated artifacts (reports, rendered SQL, runs, benchmark data)
+	@echo "== removing artifacts/* and data/bench/"
+	find artifacts -mindepth 1 -not -name .gitkeep -delete
+	rm -rf data/bench
+
+distclean: clean db-stop ## Also stop and delete the embedded database and .venv
+	rm -rf .pgdata $(VENV)

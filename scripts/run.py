@@ -1,0 +1,527 @@
+"""Run the raw-to-ready pipeline: render the SQL in sql/, execute it stage by stage.
+
+    python -m scripts.run --config configs/pipeline.yaml             # every stage
+    python -m scripts.run --config configs/pipeline.yaml --stage validate   # up to validate
+    python -m scripts.run --render [--out DIR]                         # write the SQL only
+
+Each stage runs in one transaction. Every run writes artifacts/reports/<run_id>.json,
+failed runs included, and the rendered SQL it executed to artifacts/runs/<run_id>/sql/.
+
+Exit codes: 0 passed (warnings are printed and reported; --warn-error makes them fail),
+1 validation failed, 2 bad config or usage, 3 runtime or database error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import os
+import re
+import resource
+import secrets
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from scripts import config as config_mod
+from scripts import ingest, migrate, pgembed, sqltemplate
+from scripts.sqlexec import StageError, execute_sql
+from scripts.config import ConfigError, PipelineConfig
+
+EXIT_PASSED, EXIT_VALIDATION_FAILED, EXIT_USAGE, EXIT_RUNTIME = 0, 1, 2, 3
+DATA_STAGES = {"ingest", "validate", "stage", "features", "splits"}
+STAGES = ["migrate", "ingest", "validate", "stage", "features", "splits", "registry"]
+
+# The post-ingest stages and the files each executes, in order.
+STAGE_FILES = {
+    "validate": ["030_validate_expectations.sql", "035_validate_failures.sql"],
+    "stage": ["040_stg_orders.sql"],
+    "features": ["050_feats_customer_features.sql"],
+    "splits": ["060_meta_dataset_splits.sql"],
+    "registry": ["070_meta_feature_registry.sql"],
+}
+INGEST_FILES = ["010_raw_landing.sql", "015_raw_landing_line_numbers.sql", "020_raw_events.sql"]
+ARTIFACTS = Path("artifacts")
+
+
+class ValidationFailed(Exception):
+    """An error-severity expectation failed; the run stops before staging."""
+
+
+@dataclass
+class Run:
+    config: PipelineConfig
+    run_id: str
+    conn: psycopg.Connection
+    out_dir: Path
+    warn_error: bool = False
+    stages: list[dict[str, Any]] = field(default_factory=list)
+    sources: list[dict[str, Any]] = field(default_factory=list)
+    checks: list[dict[str, Any]] = field(default_factory=list)
+    splits: list[dict[str, Any]] = field(default_factory=list)
+    sql_sha256: dict[str, str] = field(default_factory=dict)
+    feature_version: str | None = None
+
+    @property
+    def batch_file_sha256s(self) -> list[str]:
+        return [s["sha256"] for s in self.sources]
+
+
+def new_run_id() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+def log(message: str) -> None:
+    print(message, flush=True)
+
+
+def sha256_text(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def template_context(config: PipelineConfig, batch_file_sha256s: list[str]) -> dict[str, Any]:
+    """Everything the post-ingest templates may use; values come from configs, not runs."""
+    return {
+        "batch_file_sha256s": batch_file_sha256s,
+        "checks": config.checks,
+        "failure_history_cap": config.validation["failure_history_cap"],
+        "columns": config.columns,
+        "staging": config.staging,
+        "status_map_json": json.dumps(config.staging["status_map"], sort_keys=True),
+        "features": config.features,
+        "splits": config.splits,
+    }
+
+
+def render_stage(config: PipelineConfig, stage: str, batch: list[str]) -> list[tuple[str, str]]:
+    context = template_context(config, batch)
+    return [(name, sqltemplate.render(name, context)) for name in STAGE_FILES[stage]]
+
+
+# --- execution ----------------------------------------------------------------------------
+
+
+def save_sql(run: Run, name: str, text: str, suffix: str = "") -> Path:
+    stem, ext = os.path.splitext(name)
+    path = run.out_dir / "sql" / f"{stem}{suffix}{ext}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def set_run_settings(conn: psycopg.Connection, settings: dict[str, str]) -> None:
+    """Transaction-local settings the SQL reads with current_setting('raw_to_ready.*')."""
+    for key, value in settings.items():
+        conn.execute("SELECT set_config(%s, %s, true)", (f"raw_to_ready.{key}", value))
+
+
+@contextmanager
+def stage_timer(run: Run, stage: str) -> Iterator[dict[str, Any]]:
+    record: dict[str, Any] = {"stage": stage, "status": "running", "rows": None, "seconds": None}
+    run.stages.append(record)
+    started = time.perf_counter()
+    try:
+        yield record
+        record["status"] = record.get("status_override") or "ok"
+    except BaseException as exc:
+        record["status"] = "failed" if isinstance(exc, ValidationFailed) else "error"
+        record["message"] = str(exc)
+        raise
+    finally:
+        record.pop("status_override", None)
+        record["seconds"] = round(time.perf_counter() - started, 3)
+        rows = "" if record["rows"] is None else f"{record['rows']:>10,} rows"
+        rate = ""
+        if record["rows"] and record["seconds"] > 0 and stage in DATA_STAGES:
+            rate = f"  {record['rows'] / record['seconds']:>12,.0f} rows/s"
+        log(f"[{stage:<8}] {record['status']:<6} {rows:>15} {record['seconds']:>8.2f} s{rate}")
+        record_stage(run, record)
+
+
+def record_stage(run: Run, record: dict[str, Any]) -> None:
+    """meta.run_stages, in its own transaction so failed stages are recorded too."""
+    try:
+        with run.conn.transaction():
+            run.conn.execute(
+                "INSERT INTO meta.run_stages (run_id, stage, status, row_count, seconds, sql_sha256, message)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (run_id, stage) DO UPDATE SET status = EXCLUDED.status,"
+                " row_count = EXCLUDED.row_count, seconds = EXCLUDED.seconds, message = EXCLUDED.message",
+                (run.run_id, record["stage"], record["status"], record["rows"], record["seconds"],
+                 record.get("sql_sha256"), record.get("message")),
+            )
+    except psycopg.Error:
+        pass  # meta.runs may not exist yet (migrations failed): the report still has it
+
+
+# --- stages -------------------------------------------------------------------------------
+
+
+def stage_migrate(run: Run) -> None:
+    with stage_timer(run, "migrate") as record:
+        applied = migrate.apply_pending(run.conn, log=log)
+        record["rows"] = len(applied)
+        run.conn.execute(
+            "INSERT INTO meta.runs (run_id, config_path) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+            (run.run_id, str(run.config.path)),
+        )
+
+
+def stage_ingest(run: Run) -> None:
+    with stage_timer(run, "ingest") as record:
+        with run.conn.transaction():
+            set_run_settings(run.conn, {"run_id": run.run_id})
+            total = 0
+            for index, source in enumerate(run.sources, start=1):
+                added = ingest.ingest_file(run.conn, source, index, lambda n, t, s: save_sql(run, n, t, s), log)
+                source["ingested_rows"] = added
+                total += added
+        record["rows"] = total
+
+
+def stage_validate(run: Run) -> None:
+    with stage_timer(run, "validate") as record:
+        ingest.require_ingested(run.conn, run.sources)
+        with run.conn.transaction():
+            set_run_settings(run.conn, {"run_id": run.run_id})
+            run_files(run, "validate", record)
+        run.checks = fetch_checks(run)
+        record["rows"] = run.checks[0]["row_count"] if run.checks else 0
+        failing = [c for c in run.checks if c["status"] == "fail"]
+        warnings = [c for c in run.checks if c["status"] == "warn"]
+        for check in run.checks:
+            if check["status"] != "pass":
+                log(f"  {check['status'].upper():<4} {check['id']}: {check['message']} "
+                    f"({check['failing_count']:,} rows, {check['failing_percent']}%)")
+        if failing or (run.warn_error and warnings):
+            record["status_override"] = "failed"
+            raise ValidationFailed(
+                f"{len(failing)} check(s) failed"
+                + (f" and {len(warnings)} warned (--warn-error)" if run.warn_error and warnings else "")
+                + f"; details in meta.validation_failures (run_id {run.run_id})"
+            )
+
+
+def run_files(run: Run, stage: str, record: dict[str, Any]) -> None:
+    rows = 0
+    digests = []
+    for name, text in render_stage(run.config, stage, run.batch_file_sha256s):
+        path = save_sql(run, name, text)
+        run.sql_sha256[name] = sha256_text(text)
+        digests.append(run.sql_sha256[name])
+        rows = max(rows, execute_sql(run.conn, name, text, path))
+    record["rows"] = rows
+    record["sql_sha256"] = sha256_text("".join(digests))
+
+
+def fetch_checks(run: Run) -> list[dict[str, Any]]:
+    sample_size = run.config.validation["failure_sample_size"]
+    by_id = {c["id"]: c for c in run.config.checks}
+    with run.conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            "SELECT check_id, rule, column_name, severity, status, failing_count, row_count,"
+            " failing_percent::float AS failing_percent, message"
+            " FROM meta.validation_results WHERE run_id = %s ORDER BY check_id",
+            (run.run_id,),
+        )
+        results = cur.fetchall()
+        cur.execute(
+            "SELECT check_id, file_path, line_number, failing_value AS value FROM ("
+            "  SELECT f.*, row_number() OVER (PARTITION BY check_id ORDER BY failure_id) AS n"
+            "  FROM meta.validation_failures AS f WHERE run_id = %s) AS ranked"
+            " WHERE n <= %s ORDER BY check_id, failure_id",
+            (run.run_id, sample_size),
+        )
+        samples: dict[str, list[dict[str, Any]]] = {}
+        for row in cur.fetchall():
+            samples.setdefault(row.pop("check_id"), []).append(row)
+    checks = []
+    for result in results:
+        spec = by_id.get(result["check_id"], {})
+        checks.append({
+            "id": result["check_id"],
+            "column": result["column_name"],
+            "rule": result["rule"],
+            "severity": result["severity"],
+            "status": result["status"],
+            "failing_count": result["failing_count"],
+            "failing_percent": result["failing_percent"],
+            "row_count": result["row_count"],
+            "message": result["message"],
+            "implicit": bool(spec.get("implicit")),
+            "samples": samples.get(result["check_id"], []),
+        })
+    return checks
+
+
+def stage_sql(run: Run, stage: str) -> None:
+    with stage_timer(run, stage) as record:
+        with run.conn.transaction():
+            set_run_settings(run.conn, {"run_id": run.run_id})
+            run_files(run, stage, record)
+        if stage == "splits":
+            with run.conn.cursor(row_factory=dict_row) as cur:
+                cur.execute(
+                    "SELECT split, starts_at, ends_before, row_count, gap_row_count,"
+                    " fraction::float AS fraction, target_fraction::float AS target_fraction"
+                    " FROM meta.split_cutoffs WHERE run_id = %s"
+                    " ORDER BY array_position(ARRAY['train', 'val', 'test'], split)",
+                    (run.run_id,),
+                )
+                run.splits = [
+                    {**row, "starts_at": _iso(row["starts_at"]), "ends_before": _iso(row["ends_before"])}
+                    for row in cur.fetchall()
+                ]
+            for split in run.splits:
+                log(f"  {split['split']:<5} {split['row_count']:>10,} rows ({split['fraction']:.3f}, "
+                    f"target {split['target_fraction']:.3f}) from {split['starts_at'] or '-inf'} "
+                    f"to before {split['ends_before'] or '+inf'}; gap left out {split['gap_row_count']:,}")
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def content_hashes(run: Run) -> dict[str, dict[str, str]]:
+    """What feature_version is derived from: configs, SQL, migrations and source data."""
+    config = run.config
+    sql_hashes: dict[str, str] = {}
+    for name in INGEST_FILES:  # rendered per file from the header, which the data hash covers
+        sql_hashes[name] = hashlib.sha256((sqltemplate.SQL_DIR / name).read_bytes()).hexdigest()
+    for path in migrate.migration_files():
+        sql_hashes[f"migrations/{path.name}"] = hashlib.sha256(path.read_bytes()).hexdigest()
+    for stage in STAGE_FILES:
+        for name, text in render_stage(config, stage, run.batch_file_sha256s):
+            sql_hashes[name] = sha256_text(text)
+    for name in sorted((sqltemplate.SQL_DIR / "macros").glob("*.sql")):
+        sql_hashes[f"macros/{name.name}"] = hashlib.sha256(name.read_bytes()).hexdigest()
+    return {
+        "config": {
+            str(config.path): hashlib.sha256(config.path.read_bytes()).hexdigest(),
+            str(config.expectations_path): hashlib.sha256(config.expectations_path.read_bytes()).hexdigest(),
+        },
+        "sql": dict(sorted(sql_hashes.items())),
+        "source": {s["path"]: s["sha256"] for s in run.sources},
+    }
+
+
+def feature_version(hashes: dict[str, dict[str, str]]) -> str:
+    return hashlib.sha256(json.dumps(hashes, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def git_commit() -> str:
+    try:
+        result = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return result.stdout.strip() if result.returncode == 0 else ""
+
+
+def stage_registry(run: Run) -> None:
+    hashes = content_hashes(run)
+    run.feature_version = feature_version(hashes)
+    with stage_timer(run, "registry") as record:
+        with run.conn.transaction():
+            set_run_settings(run.conn, {
+                "run_id": run.run_id,
+                "feature_version": run.feature_version,
+                "git_commit": git_commit(),
+                "config_sha256": json.dumps(hashes["config"], sort_keys=True),
+                "sql_sha256": json.dumps(hashes["sql"], sort_keys=True),
+                "source_sha256": json.dumps(hashes["source"], sort_keys=True),
+            })
+            run_files(run, "registry", record)
+    log(f"  feature_version {run.feature_version}")
+
+
+# --- report -------------------------------------------------------------------------------
+
+
+def write_report(run_id: str, report: dict[str, Any]) -> Path:
+    path = ARTIFACTS / "reports" / f"{run_id}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
+    return path
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# --- entry points -------------------------------------------------------------------------
+
+
+def connect(database_url: str) -> psycopg.Connection:
+    try:
+        # autocommit: every stage opens its own explicit transaction
+        return psycopg.connect(database_url, autocommit=True)
+    except psycopg.OperationalError as exc:
+        shown = re.sub(r"(password=)\S+|(://[^:/@]+:)[^@]+@", r"\1\2***@", database_url)
+        raise StageError(
+            f"could not connect to {shown}: {str(exc).strip()}\n"
+            "  is PostgreSQL running? set DATABASE_URL, or unset it to use the embedded server"
+        ) from None
+
+
+def run_pipeline(
+    config_path: str | Path,
+    database_url: str | None = None,
+    through: str = "registry",
+    warn_error: bool = False,
+    run_id: str | None = None,
+) -> tuple[int, dict[str, Any]]:
+    """Run every stage up to and including ``through``; return (exit code, report)."""
+    run_id = run_id or new_run_id()
+    started = dt.datetime.now(dt.timezone.utc)
+    report: dict[str, Any] = {
+        "run_id": run_id, "status": "error", "exit_code": EXIT_RUNTIME, "validation_passed": None,
+        "errors": [], "warnings": [], "config": str(config_path), "started_at": started.isoformat(),
+    }
+    run: Run | None = None
+    code = EXIT_RUNTIME
+    try:
+        config = config_mod.load(config_path)
+        sources = [ingest.describe_source(f) for f in config.files]
+        ingest.check_rule_columns(config, sources)
+        conn = connect(database_url or pgembed.resolve_database_url())
+        run = Run(config=config, run_id=run_id, conn=conn, out_dir=ARTIFACTS / "runs" / run_id,
+                  warn_error=warn_error, sources=sources)
+        log(f"run {run_id}: {config.path} -> {len(sources)} source file(s), stages through {through}")
+        ingest.lock_pipeline(conn)
+        for stage in STAGES[: STAGES.index(through) + 1]:
+            if stage == "migrate":
+                stage_migrate(run)
+            elif stage == "ingest":
+                stage_ingest(run)
+            elif stage == "validate":
+                stage_validate(run)
+            elif stage == "registry":
+                stage_registry(run)
+            else:
+                stage_sql(run, stage)
+        code = EXIT_PASSED
+        report["status"] = "passed"
+    except ValidationFailed as exc:
+        code = EXIT_VALIDATION_FAILED
+        report["status"] = "failed"
+        log(f"validation failed: {exc}")
+    except (ConfigError, ingest.SourceError) as exc:
+        code = EXIT_USAGE if isinstance(exc, ConfigError) else EXIT_RUNTIME
+        report["errors"].append(str(exc))
+        print(f"error: {exc}", file=sys.stderr)
+    except (StageError, migrate.MigrationError, ingest.IngestError, sqltemplate.TemplateError,
+            pgembed.EmbeddedServerError) as exc:
+        code = EXIT_RUNTIME
+        report["errors"].append(str(exc))
+        print(f"error: {exc}", file=sys.stderr)
+    except psycopg.Error as exc:
+        code = EXIT_RUNTIME
+        report["errors"].append(f"database error: {str(exc).strip()}")
+        print(f"error: database error: {str(exc).strip()}", file=sys.stderr)
+    finally:
+        report["exit_code"] = code
+        report["finished_at"] = dt.datetime.now(dt.timezone.utc).isoformat()
+        if run is not None:
+            finish_run(run, report, code)
+    path = write_report(run_id, report)
+    log(f"report: {path}")
+    return code, report
+
+
+def finish_run(run: Run, report: dict[str, Any], code: int) -> None:
+    checks = run.checks
+    if checks:
+        report["validation_passed"] = not any(c["status"] == "fail" for c in checks)
+        # the seed's shape: one sentence per failing check
+        report["errors"] = [c["message"] for c in checks if c["status"] == "fail"] + report["errors"]
+        report["warnings"] = [c["message"] for c in checks if c["status"] == "warn"]
+    report.update({
+        "feature_version": run.feature_version,
+        "stages": run.stages,
+        "sources": [
+            {"source": s["source_name"], "path": s["path"], "sha256": s["sha256"], "bytes": s["bytes"],
+             "ingested_rows": s.get("ingested_rows")}
+            for s in run.sources
+        ],
+        "checks": checks,
+        "splits": run.splits,
+        "runner_peak_rss_mib": round(peak_rss_mib(), 1),
+    })
+    status = {EXIT_PASSED: "passed", EXIT_VALIDATION_FAILED: "failed"}.get(code, "error")
+    try:
+        if run.conn.closed:
+            return
+        with run.conn.transaction():
+            run.conn.execute(
+                "UPDATE meta.runs SET finished_at = now(), status = %s, exit_code = %s WHERE run_id = %s",
+                (status, code, run.run_id),
+            )
+    except psycopg.Error:
+        pass
+    finally:
+        run.conn.close()
+
+
+def render_all(config_path: str | Path, out_dir: Path) -> list[Path]:
+    """Write every stage's rendered SQL (ingest per source file) for DBAs; no database needed."""
+    config = config_mod.load(config_path)
+    sources = [ingest.describe_source(f) for f in config.files]
+    batch = [s["sha256"] for s in sources]
+    written = []
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for path in migrate.migration_files():
+        target = out_dir / "migrations" / path.name
+        target.parent.mkdir(exist_ok=True)
+        target.write_bytes(path.read_bytes())
+        written.append(target)
+    for index, source in enumerate(sources, start=1):
+        for name, text in ingest.render_ingest(source):
+            stem, ext = os.path.splitext(name)
+            target = out_dir / f"{stem}.file{index}{ext}"
+            target.write_text(text, encoding="utf-8")
+            written.append(target)
+    for stage in STAGE_FILES:
+        for name, text in render_stage(config, stage, batch):
+            target = out_dir / name
+            target.write_text(text, encoding="utf-8")
+            written.append(target)
+    return written
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m scripts.run", description=__doc__.splitlines()[0],
+        epilog="Exit codes: 0 passed, 1 validation failed, 2 bad config or usage, 3 runtime or database error.",
+    )
+    parser.add_argument("--config", default="configs/pipeline.yaml", help="pipeline config (default: %(default)s)")
+    parser.add_argument("--stage", choices=STAGES, default="registry",
+                        help="run every stage up to and including this one (default: all)")
+    parser.add_argument("--warn-error", action="store_true", help="treat warnings as failures (exit 1)")
+    parser.add_argument("--render", action="store_true", help="write the rendered SQL and exit; no database")
+    parser.add_argument("--out", default="artifacts/rendered", help="where --render writes (default: %(default)s)")
+    args = parser.parse_args(argv)
+    if args.render:
+        try:
+            written = render_all(args.config, Path(args.out))
+        except (ConfigError, ingest.SourceError, sqltemplate.TemplateError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        for path in written:
+            log(f"rendered {path}")
+        return EXIT_PASSED
+    code, _ = run_pipeline(args.config, through=args.stage, warn_error=args.warn_error)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,46 @@
+"""Execute rendered SQL files and turn server errors into file:line:column messages."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import psycopg
+
+
+class StageError(Exception):
+    """A stage failed at run time; the message is what the user needs to act."""
+
+
+def execute_sql(conn: psycopg.Connection, name: str, text: str, saved_path: Path | None) -> int:
+    """Execute one rendered file (all its statements); return the largest row count."""
+    rows = 0
+    try:
+        with conn.cursor() as cur:
+            cur.execute(text.encode("utf-8"))
+            while True:
+                rows = max(rows, cur.rowcount if cur.rowcount is not None else 0)
+                if not cur.nextset():
+                    break
+    except psycopg.Error as exc:
+        raise StageError(describe_sql_error(exc, name, text, saved_path)) from None
+    return rows
+
+
+def describe_sql_error(exc: psycopg.Error, name: str, text: str, saved_path: Path | None) -> str:
+    """``file:line:column: ERROR message`` for an error raised by a rendered file."""
+    diag = exc.diag
+    where = str(saved_path or f"sql/{name}")
+    position = diag.statement_position
+    if position and position.isdigit():
+        before = text.encode("utf-8")[: int(position) - 1].decode("utf-8", "replace")
+        line = before.count("\n") + 1
+        column = len(before) - (before.rfind("\n") + 1) + 1
+        where += f":{line}:{column}"
+    message = f"{where}: {diag.severity or 'ERROR'}: {diag.message_primary or str(exc).strip()}"
+    if diag.message_detail:
+        message += f"\n  detail: {diag.message_detail}"
+    if diag.message_hint:
+        message += f"\n  hint: {diag.message_hint}"
+    if diag.sqlstate:
+        message += f"\n  sqlstate: {diag.sqlstate}"
+    return message

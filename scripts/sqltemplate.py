@@ -1,0 +1,87 @@
+"""Render the Jinja-templated SQL in sql/.
+
+Jinja is for names and for loops over configuration lists only. Identifiers pass through the
+``ident`` filter and values through the ``literal`` filter, both of which quote with psycopg's
+own rules, so nothing from a config or a CSV header is pasted into SQL unquoted. Undefined
+variables are errors (StrictUndefined) that name the template file and line.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from psycopg import sql
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SQL_DIR = REPO_ROOT / "sql"
+
+
+class TemplateError(Exception):
+    """A template could not be rendered; the message names file and line."""
+
+
+def ident(name: Any) -> str:
+    """Quote an identifier (column or table name), always, whatever its spelling."""
+    return sql.Identifier(str(name)).as_string(None)
+
+
+def literal(value: Any) -> str:
+    """Quote a value as an SQL literal; lists become ARRAY[...] of literals."""
+    if isinstance(value, (list, tuple)):
+        return "ARRAY[" + ", ".join(literal(item) for item in value) + "]"
+    return sql.Literal(value).as_string(None)
+
+
+FILTERS = {"ident": ident, "literal": literal}
+
+
+def environment(sql_dir: Path | None = None) -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(sql_dir or SQL_DIR)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    env.filters.update(FILTERS)
+    return env
+
+
+def _template_location(exc: BaseException, fallback: Path) -> str:
+    """``file:line`` of the innermost template frame (the file itself or a macro it imports)."""
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        if frame.filename.endswith(".sql") and frame.lineno:
+            return f"{_rel(frame.filename)}:{frame.lineno}"
+    return _rel(fallback)
+
+
+def render(relative_path: str, context: dict[str, Any], sql_dir: Path | None = None) -> str:
+    """Render ``sql/<relative_path>`` with ``context``; raise TemplateError naming the line."""
+    sql_dir = sql_dir or SQL_DIR
+    env = environment(sql_dir)
+    try:
+        template = env.get_template(relative_path)
+        return template.render(**context)
+    except jinja2.TemplateSyntaxError as exc:
+        where = exc.filename or str(sql_dir / relative_path)
+        raise TemplateError(f"{_rel(where)}:{exc.lineno}: template syntax error: {exc.message}") from None
+    except jinja2.UndefinedError as exc:
+        where = _template_location(exc, sql_dir / relative_path)
+        raise TemplateError(
+            f"{where}: undefined template variable: {exc.message} "
+            "(every variable a template uses must come from the runner's context)"
+        ) from None
+
+
+def _rel(path: str | Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+if __name__ == "__main__":  # pragma: no cover - debugging aid
+    print(render(sys.argv[1], {}))

@@ -1,0 +1,39 @@
+-- Appends the landed file to raw.raw_events, every field exactly as received, and
+-- records the file so that the same content (same sha256) is never ingested twice.
+-- grain: one row per CSV record (raw.raw_events); one row per file (raw.ingested_files)
+-- requires: 010_raw_landing.sql (filled by COPY), V002__create_raw_events.sql
+-- settings: raw_to_ready.run_id (the runner sets it; a DBA sets it with SET)
+INSERT INTO raw.raw_events (
+    file_sha256, source_name, file_path, line_number, record_number, run_id, ingested_at, payload
+)
+SELECT
+    {{ file_sha256 | literal }} AS file_sha256,
+    {{ source_name | literal }} AS source_name,
+    {{ file_path | literal }} AS file_path,
+    -- without embedded line breaks, record N starts on line N + 1 (line 1 is the header)
+    coalesce(l.landing_line_number, l.landing_record_number + 1) AS line_number,
+    l.landing_record_number AS record_number,
+    current_setting('raw_to_ready.run_id') AS run_id,
+    transaction_timestamp() AS ingested_at,
+    -- to_jsonb of the whole row is the cheapest way to build the payload; an
+    -- unquoted empty CSV field arrives as SQL NULL and becomes JSON null
+    to_jsonb(l) - 'landing_record_number' - 'landing_line_number' AS payload
+FROM raw_landing AS l
+-- event ids follow the order of the records in the file
+ORDER BY l.landing_record_number;
+
+INSERT INTO raw.ingested_files (
+    file_sha256, source_name, file_path, file_bytes, record_count, run_id, ingested_at
+)
+SELECT
+    {{ file_sha256 | literal }} AS file_sha256,
+    {{ source_name | literal }} AS source_name,
+    {{ file_path | literal }} AS file_path,
+    {{ file_bytes | literal }} AS file_bytes,
+    count(*) AS record_count,
+    current_setting('raw_to_ready.run_id') AS run_id,
+    transaction_timestamp() AS ingested_at
+FROM raw_landing;
+
+-- several files may be ingested in one transaction; each gets a fresh landing table
+DROP TABLE raw_landing;

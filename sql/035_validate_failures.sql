@@ -1,0 +1,104 @@
+{%- import 'macros/rules.sql' as rules -%}
+-- Appends the offending records of every check that did not pass in this run to the
+-- failure history, capped per check (the exact count is in meta.validation_results).
+-- Nothing is scanned when every check passed.
+-- grain: one row per offending record per check per run (meta.validation_failures)
+-- requires: 030_validate_expectations.sql (this run's results), raw.raw_events
+-- settings: raw_to_ready.run_id
+{%- set row_checks = checks | rejectattr('rule', 'in', ['unique', 'exact_duplicates', 'min_rows']) | list %}
+{%- set unique_checks = checks | selectattr('rule', 'equalto', 'unique') | list %}
+INSERT INTO meta.validation_failures (
+    run_id, check_id, event_id, file_path, line_number, failing_value, payload
+)
+WITH flagged_checks AS (
+    SELECT r.check_id
+    FROM meta.validation_results AS r
+    WHERE
+        r.run_id = current_setting('raw_to_ready.run_id')
+        AND r.status != 'pass'
+),
+
+batch_events AS (
+    SELECT
+        e.event_id,
+        e.file_path,
+        e.line_number,
+        e.payload
+    FROM raw.raw_events AS e
+    WHERE
+        e.file_sha256 = ANY({{ batch_file_sha256s | literal }}::text[])
+        AND EXISTS (SELECT 1 FROM flagged_checks)
+),
+
+offending AS (
+    {%- for check in row_checks %}
+    SELECT
+        {{ check.id | literal }} AS check_id,
+        e.event_id,
+        e.file_path,
+        e.line_number,
+        {{ rules.field(check) }} AS failing_value,
+        e.payload
+    FROM batch_events AS e
+    WHERE
+        {{ check.id | literal }} IN (SELECT f.check_id FROM flagged_checks AS f)
+        AND {{ rules[check.rule](check) }}
+    UNION ALL
+    {%- endfor %}
+    {%- for check in unique_checks %}
+    SELECT
+        {{ check.id | literal }} AS check_id,
+        e.event_id,
+        e.file_path,
+        e.line_number,
+        {{ rules.field(check) }} AS failing_value,
+        e.payload
+    FROM batch_events AS e
+    WHERE
+        {{ check.id | literal }} IN (SELECT f.check_id FROM flagged_checks AS f)
+        AND btrim({{ rules.field(check) }}) IN (
+            -- keys that carry more than one distinct record
+            SELECT btrim(k.payload ->> {{ check.column | literal }})
+            FROM batch_events AS k
+            WHERE nullif(btrim(k.payload ->> {{ check.column | literal }}), '') IS NOT NULL
+            GROUP BY btrim(k.payload ->> {{ check.column | literal }})
+            HAVING count(DISTINCT k.payload) > 1
+        )
+    UNION ALL
+    {%- endfor %}
+    -- every copy of a record after its first is an exact repeat
+    SELECT
+        'exact_duplicates' AS check_id,
+        repeats.event_id,
+        repeats.file_path,
+        repeats.line_number,
+        NULL AS failing_value,
+        repeats.payload
+    FROM (
+        SELECT
+            e.*,
+            row_number() OVER (PARTITION BY e.payload ORDER BY e.event_id) AS copy_number
+        FROM batch_events AS e
+        WHERE 'exact_duplicates' IN (SELECT f.check_id FROM flagged_checks AS f)
+    ) AS repeats
+    WHERE repeats.copy_number > 1
+),
+
+ranked AS (
+    SELECT
+        o.*,
+        row_number() OVER (PARTITION BY o.check_id ORDER BY o.event_id) AS failure_rank
+    FROM offending AS o
+)
+
+SELECT
+    current_setting('raw_to_ready.run_id') AS run_id,
+    check_id,
+    event_id,
+    file_path,
+    line_number,
+    failing_value,
+    payload
+FROM ranked
+WHERE failure_rank <= {{ failure_history_cap | literal }}
+ORDER BY check_id, event_id;

@@ -1,0 +1,79 @@
+-- Types, standardizes and deduplicates the batch into stg.orders, adding new orders and
+-- updating changed ones; an unchanged order is left as it is.
+-- grain: one row per order_id
+-- requires: 030_validate_expectations.sql passed for this batch (the runner stops
+--           before this file otherwise), V003__create_stg_orders.sql
+-- settings: raw_to_ready.run_id
+-- Naive source timestamps are read in the configured source time zone; timestamps
+-- with an explicit offset keep it. Either way order_at is an absolute instant.
+SET LOCAL timezone = {{ staging.source_timezone | literal }};
+
+INSERT INTO stg.orders AS o (
+    order_id, customer_id, order_at, amount, status,
+    source_event_id, file_sha256, line_number, staged_run_id, staged_at
+)
+WITH batch_events AS (
+    SELECT
+        e.event_id,
+        e.file_sha256,
+        e.line_number,
+        e.payload
+    FROM raw.raw_events AS e
+    WHERE e.file_sha256 = ANY({{ batch_file_sha256s | literal }}::text[])
+),
+
+typed_orders AS (
+    SELECT
+        -- ids compare byte-wise (COLLATE "C"): faster sorts, no locale surprises
+        btrim(e.payload ->> {{ columns.order_id | literal }}) COLLATE e."C" AS order_id,
+        nullif(btrim(e.payload ->> {{ columns.customer_id | literal }}), '') COLLATE e."C" AS customer_id,
+        (e.payload ->> {{ columns.order_ts | literal }})::timestamptz AS order_at,
+        round((e.payload ->> {{ columns.amount | literal }})::numeric, {{ staging.amount_scale | literal }}) AS amount,
+        {%- if columns.status %}
+        -- status variants map to a standard status; anything else is trimmed and lower-cased
+        coalesce(
+            {{ status_map_json | literal }}::jsonb ->> lower(btrim(e.payload ->> {{ columns.status | literal }})),
+            nullif(lower(btrim(e.payload ->> {{ columns.status | literal }})), '')
+        ) AS status,
+        {%- else %}
+        NULL::text AS status,
+        {%- endif %}
+        e.event_id AS source_event_id,
+        e.file_sha256,
+        e.line_number
+    FROM batch_events AS e
+),
+
+deduplicated_orders AS (
+    -- validation allows only exact repeats of an order; keep its latest record
+    SELECT DISTINCT ON (t.order_id) t.*
+    FROM typed_orders AS t
+    ORDER BY t.order_id ASC, t.source_event_id DESC
+)
+
+SELECT
+    order_id,
+    customer_id,
+    order_at,
+    amount,
+    status,
+    source_event_id,
+    file_sha256,
+    line_number,
+    current_setting('raw_to_ready.run_id') AS staged_run_id,
+    transaction_timestamp() AS staged_at
+FROM deduplicated_orders
+ON CONFLICT ON CONSTRAINT orders_pkey DO UPDATE
+    SET
+        customer_id = excluded.customer_id,
+        order_at = excluded.order_at,
+        amount = excluded.amount,
+        status = excluded.status,
+        source_event_id = excluded.source_event_id,
+        file_sha256 = excluded.file_sha256,
+        line_number = excluded.line_number,
+        staged_run_id = excluded.staged_run_id,
+        staged_at = excluded.staged_at
+    -- an order whose values did not change keeps its row (and its lineage) untouched
+    WHERE (o.customer_id, o.order_at, o.amount, o.status)
+    IS DISTINCT FROM (excluded.customer_id, excluded.order_at, excluded.amount, excluded.status);

