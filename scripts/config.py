@@ -16,7 +16,8 @@ from typing import Any
 
 import yaml
 
-# Canonical columns of stg.orders and whether a source must map them.
+# Canonical columns of stg.orders and whether a source must map them (each defaults to
+# a source column of the same name; `status: null` stages orders without a status).
 CANONICAL_COLUMNS = {"order_id": True, "customer_id": True, "order_ts": True, "amount": True, "status": False}
 
 TIMESTAMP_TYPES = ("timestamptz", "timestamp", "date")
@@ -183,9 +184,11 @@ def _columns(path: Path, columns: Any) -> dict[str, str | None]:
         raise ConfigError(path, f"columns.{unknown[0]}", f"unknown canonical column (known: {', '.join(CANONICAL_COLUMNS)})")
     mapped: dict[str, str | None] = {}
     for canonical, required in CANONICAL_COLUMNS.items():
-        source = columns.get(canonical, canonical if required else None)
+        source = columns.get(canonical, canonical)
+        if source is None and required:
+            raise ConfigError(path, f"columns.{canonical}", "is required: name the source column")
         if source is not None and (not isinstance(source, str) or not source):
-            raise ConfigError(path, f"columns.{canonical}", "must be the source column's name")
+            raise ConfigError(path, f"columns.{canonical}", "must be the source column's name (or null for status)")
         mapped[canonical] = source
     return mapped
 

@@ -283,9 +283,10 @@ def stage_sql(run: Run, stage: str) -> None:
                     for row in cur.fetchall()
                 ]
             for split in run.splits:
+                span = (f"from {split['starts_at'] or 'the start'} to before {split['ends_before'] or 'the end'}"
+                        if split["row_count"] else "empty")
                 log(f"  {split['split']:<5} {split['row_count']:>10,} rows ({split['fraction']:.3f}, "
-                    f"target {split['target_fraction']:.3f}) from {split['starts_at'] or '-inf'} "
-                    f"to before {split['ends_before'] or '+inf'}; gap left out {split['gap_row_count']:,}")
+                    f"target {split['target_fraction']:.3f}) {span}; gap left out {split['gap_row_count']:,}")
 
 
 def _iso(value: dt.datetime | None) -> str | None:

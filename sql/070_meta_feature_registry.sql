@@ -31,7 +31,11 @@ SELECT
         'dataset_splits', (SELECT count(*) FROM meta.dataset_splits)
     ) AS row_counts,
     (
-        SELECT coalesce(jsonb_agg(to_jsonb(s) - 'run_id' ORDER BY s.starts_at NULLS FIRST), '[]')
+        SELECT
+            coalesce(
+                jsonb_agg(to_jsonb(s) - 'run_id' ORDER BY array_position(ARRAY['train', 'val', 'test'], s.split)),
+                '[]'
+            )
         FROM meta.split_cutoffs AS s
         WHERE s.run_id = current_setting('raw_to_ready.run_id')
     ) AS split_cutoffs,

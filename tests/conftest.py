@@ -12,7 +12,7 @@ import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -43,23 +43,36 @@ def pg_admin_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def db_url(pg_admin_url: str) -> Iterator[str]:
-    """A fresh, empty database for this test; dropped afterwards."""
+def db_factory(pg_admin_url: str) -> Iterator[Callable[[], str]]:
+    """Creates fresh, empty databases on demand; drops them all after the test."""
     params = conninfo.conninfo_to_dict(pg_admin_url)
-    name = f"r2r_test_{uuid.uuid4().hex[:12]}"
-    janitor = DatabaseJanitor(
-        user=params.get("user") or "postgres",
-        host=params.get("host") or "localhost",
-        port=params.get("port") or 5432,
-        password=params.get("password"),
-        dbname=name,
-        maintenance_dbname=params.get("dbname") or "postgres",
-    )
-    janitor.init()
+    janitors: list[DatabaseJanitor] = []
+
+    def create() -> str:
+        name = f"r2r_test_{uuid.uuid4().hex[:12]}"
+        janitor = DatabaseJanitor(
+            user=params.get("user") or "postgres",
+            host=params.get("host") or "localhost",
+            port=params.get("port") or 5432,
+            password=params.get("password"),
+            dbname=name,
+            maintenance_dbname=params.get("dbname") or "postgres",
+        )
+        janitor.init()
+        janitors.append(janitor)
+        return pgembed.with_database(pg_admin_url, name)
+
     try:
-        yield pgembed.with_database(pg_admin_url, name)
+        yield create
     finally:
-        janitor.drop()
+        for janitor in janitors:
+            janitor.drop()
+
+
+@pytest.fixture
+def db_url(db_factory: Callable[[], str]) -> str:
+    """A fresh, empty database for this test; dropped afterwards."""
+    return db_factory()
 
 
 @pytest.fixture

@@ -1,0 +1,103 @@
+"""Reports and exit codes: every run writes artifacts/reports/<run_id>.json."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from scripts.run import EXIT_PASSED, EXIT_RUNTIME, EXIT_USAGE, EXIT_VALIDATION_FAILED, run_pipeline
+from tests.helpers import HEADER, REPO_ROOT
+
+GOOD = HEADER + "O1,C1,2024-01-01 10:00:00,10.00,completed\nO2,C2,2024-01-02 10:00:00,5.00,completed\n"
+
+
+def read_report(project, run_id: str) -> dict:
+    return json.loads((project.root / "artifacts" / "reports" / f"{run_id}.json").read_text())
+
+
+def test_passing_run_reports_every_stage(project, db_url):
+    project.write_csv("orders.csv", GOOD)
+    code, report = run_pipeline(project.write_config(), db_url)
+    assert code == EXIT_PASSED
+    saved = read_report(project, report["run_id"])
+    assert saved["validation_passed"] is True and saved["errors"] == [] and saved["status"] == "passed"
+    assert [s["stage"] for s in saved["stages"]] == [
+        "migrate", "ingest", "validate", "stage", "features", "splits", "registry"]
+    assert all(s["status"] == "ok" and s["seconds"] >= 0 for s in saved["stages"])
+    rows = {s["stage"]: s["rows"] for s in saved["stages"]}
+    assert rows["ingest"] == 2 and rows["validate"] == 2 and rows["stage"] == 2 and rows["features"] == 2
+    assert saved["feature_version"] and len(saved["feature_version"]) == 64
+    assert {c["id"] for c in saved["checks"]} >= {"types.order_ts", "non_null.order_id"}
+
+
+def test_failing_run_reports_in_the_seed_shape(project, db_url):
+    project.write_csv("orders.csv", HEADER + "O1,C1,2024-01-01,-1.00,completed\nO1,C1,2024-01-01,2.00,completed\n"
+                      "O2,C2,yesterday,1.00,completed\n")
+    config = project.write_config(expectations={"unique": ["order_id"], "ranges": {"amount": {"min": 0}}})
+    code, report = run_pipeline(config, db_url)
+    assert code == EXIT_VALIDATION_FAILED
+    saved = read_report(project, report["run_id"])
+    assert saved["validation_passed"] is False and saved["status"] == "failed"
+    assert set(saved["errors"]) == {"order_id has duplicate values", "amount has negative values",
+                                    "order_ts has invalid timestamps"}
+    assert [s["stage"] for s in saved["stages"]] == ["migrate", "ingest", "validate"]
+    assert saved["stages"][-1]["status"] == "failed"
+
+
+def test_unreachable_database_still_writes_a_report(project):
+    project.write_csv("orders.csv", GOOD)
+    code, report = run_pipeline(project.write_config(), "postgresql://nobody@127.0.0.1:9/none?connect_timeout=3")
+    assert code == EXIT_RUNTIME
+    saved = read_report(project, report["run_id"])
+    assert saved["status"] == "error" and "could not connect" in saved["errors"][0]
+
+
+def cli(project, *args: str, database_url: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "DATABASE_URL": database_url, "PYTHONPATH": str(REPO_ROOT)}
+    return subprocess.run([sys.executable, "-m", "scripts.run", *args], cwd=project.root, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_cli_exit_codes(project, db_url):
+    project.write_csv("orders.csv", GOOD)
+    project.write_csv("dirty.csv", HEADER + "O1,C1,now,1.00,completed\n")
+    good = project.write_config()
+    dirty = project.write_config(paths="data/raw/dirty.csv", name="dirty.yaml")
+
+    passed = cli(project, "--config", good, database_url=db_url)
+    assert passed.returncode == EXIT_PASSED, passed.stderr
+    for stage in ("migrate", "ingest", "validate", "stage", "features", "splits", "registry"):
+        assert f"[{stage:<8}] ok" in passed.stdout  # one progress line per stage
+
+    failed = cli(project, "--config", dirty, database_url=db_url)
+    assert failed.returncode == EXIT_VALIDATION_FAILED
+    assert "order_ts has invalid timestamps" in failed.stdout
+
+    (project.root / "configs" / "bad.yaml").write_text("sources: []\nfeaturs: {}\n")
+    bad = cli(project, "--config", "configs/bad.yaml", database_url=db_url)
+    assert bad.returncode == EXIT_USAGE
+    assert "configs/bad.yaml: featurs: unknown key" in bad.stderr and "Traceback" not in bad.stderr
+
+    down = cli(project, "--config", good, database_url="postgresql://nobody@127.0.0.1:9/none?connect_timeout=3")
+    assert down.returncode == EXIT_RUNTIME
+    assert "could not connect" in down.stderr and "is PostgreSQL running? set DATABASE_URL" in down.stderr
+    assert "Traceback" not in down.stderr
+
+    usage = cli(project, "--stage", "nonsense", database_url=db_url)
+    assert usage.returncode == EXIT_USAGE
+
+
+def test_stage_option_runs_through_that_stage_only(project, db_url):
+    project.write_csv("orders.csv", GOOD)
+    code, report = run_pipeline(project.write_config(), db_url, through="ingest")
+    assert code == EXIT_PASSED
+    assert [s["stage"] for s in report["stages"]] == ["migrate", "ingest"]
+
+
+def test_yaml_error_names_line_and_column(project, db_url):
+    (project.root / "configs" / "broken.yaml").write_text("sources:\n  - name: [unclosed\n")
+    code, report = run_pipeline("configs/broken.yaml", db_url)
+    assert code == EXIT_USAGE
+    assert "configs/broken.yaml: line 3, column 1: invalid YAML" in report["errors"][0]
