@@ -15,12 +15,18 @@ SELECT
     l.landing_record_number AS record_number,
     current_setting('raw_to_ready.run_id') AS run_id,
     transaction_timestamp() AS ingested_at,
-    -- to_jsonb of the whole row is the cheapest way to build the payload; an
-    -- unquoted empty CSV field arrives as SQL NULL and becomes JSON null
-    to_jsonb(l) - 'landing_record_number' - 'landing_line_number' AS payload
-FROM raw_landing AS l
--- event ids follow the order of the records in the file
-ORDER BY l.landing_record_number;
+    -- an unquoted empty CSV field arrives as SQL NULL and becomes JSON null;
+    -- jsonb_build_object takes at most 50 pairs, so wide files are built in chunks
+    {% for chunk in landing_columns | batch(50) -%}
+    jsonb_build_object(
+        {%- for column_name in chunk %}
+        {{ column_name | literal }}, l.{{ column_name | ident }}{{ "," if not loop.last }}
+        {%- endfor %}
+    ){{ " ||" if not loop.last }}
+    {% endfor -%} AS payload
+-- a temporary table is read back in insertion order: event ids follow the file
+-- (record_number is the authoritative order; sorting here would cost a second pass)
+FROM raw_landing AS l;
 
 INSERT INTO raw.ingested_files (
     file_sha256, source_name, file_path, file_bytes, record_count, run_id, ingested_at

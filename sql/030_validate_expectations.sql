@@ -1,59 +1,103 @@
 {%- import 'macros/rules.sql' as rules -%}
 -- Evaluates every expectation over the batch: the raw events of the files the config
 -- names now. Row rules share one aggregate scan; uniqueness and exact repeats share one
--- grouping of the distinct records. Writes one result row per check.
+-- grouping by key (plus a look at the few repeated keys). Writes one row per check.
 -- grain: one row per check (meta.validation_results) for this run
 -- requires: raw.raw_events (020_raw_events.sql), V004__create_meta_tables.sql
 -- settings: raw_to_ready.run_id
 {%- set row_checks = checks | rejectattr('rule', 'in', ['unique', 'exact_duplicates', 'min_rows']) | list %}
-{%- set unique_checks = checks | selectattr('rule', 'equalto', 'unique') | list %}
+{%- set unique_columns = checks | selectattr('rule', 'equalto', 'unique') | map(attribute='column') | list %}
+{%- set key_columns = ([columns.order_id] + unique_columns) | unique | list %}
 
--- Hash aggregation of whole payloads is the cheapest way to find repeated records.
+-- Both passes run as CREATE TABLE AS so that PostgreSQL can scan with parallel
+-- workers (an INSERT ... SELECT never runs in parallel).
 SET LOCAL work_mem = '256MB';
+
+-- Pass 1: every row rule in one aggregate scan of the batch.
+CREATE TEMPORARY TABLE validation_row_counts ON COMMIT DROP AS
+SELECT
+    {%- for check in row_checks %}
+    count(*) FILTER (WHERE {{ rules[check.rule](check) }}) AS {{ check.id | ident }},
+    {%- endfor %}
+    count(*) AS row_count
+FROM raw.raw_events AS e
+WHERE e.file_sha256 = ANY({{ batch_file_sha256s | literal }}::text[]);
+
+-- Pass 2a: keys that occur more than once, for the order id (whose exact repeats
+-- staging collapses) and for every column with a unique rule. Usually few.
+CREATE TEMPORARY TABLE validation_repeated_keys ON COMMIT DROP AS
+{%- for column in key_columns %}
+SELECT
+    {{ column | literal }} AS column_name,
+    -- a missing key is grouped as ''; it never counts as a conflict (non_null reports it)
+    coalesce(btrim(e.payload ->> {{ column | literal }}), '') AS key_value
+FROM raw.raw_events AS e
+WHERE e.file_sha256 = ANY({{ batch_file_sha256s | literal }}::text[])
+GROUP BY coalesce(btrim(e.payload ->> {{ column | literal }}), '')
+HAVING count(*) > 1
+{%- if not loop.last %}
+UNION ALL
+{%- else %};
+{%- endif %}
+{%- endfor %}
+
+-- Pass 2b: the distinct records behind those keys, with their number of copies.
+CREATE TEMPORARY TABLE validation_repeated_records ON COMMIT DROP AS
+{%- for column in key_columns %}
+SELECT
+    k.column_name,
+    k.key_value,
+    e.payload,
+    count(*) AS copies
+FROM raw.raw_events AS e
+INNER JOIN validation_repeated_keys AS k
+    ON
+        k.column_name = {{ column | literal }}
+        AND k.key_value = coalesce(btrim(e.payload ->> {{ column | literal }}), '')
+WHERE e.file_sha256 = ANY({{ batch_file_sha256s | literal }}::text[])
+GROUP BY k.column_name, k.key_value, e.payload
+{%- if not loop.last %}
+UNION ALL
+{%- else %};
+{%- endif %}
+{%- endfor %}
 
 INSERT INTO meta.validation_results (
     run_id, check_id, rule, column_name, severity, status,
     failing_count, row_count, failing_percent, message
 )
-WITH batch_events AS (
-    SELECT e.payload
-    FROM raw.raw_events AS e
-    WHERE e.file_sha256 = ANY({{ batch_file_sha256s | literal }}::text[])
-),
-
-row_rule_counts AS (
+WITH key_failures AS (
     SELECT
-        {%- for check in row_checks %}
-        count(*) FILTER (WHERE {{ rules[check.rule](check) }}) AS {{ ('c' ~ loop.index) | ident }},
-        {%- endfor %}
-        count(*) AS row_count
-    FROM batch_events AS e
-),
-
-distinct_records AS (
-    SELECT
-        payload,
-        count(*) AS copies
-    FROM batch_events
-    GROUP BY payload
+        conflicts.column_name,
+        -- the same key with different content; exact repeats alone are no conflict
+        sum(conflicts.records) FILTER (WHERE conflicts.variants > 1 AND conflicts.key_value != '') AS conflicting,
+        sum(conflicts.records - conflicts.variants) AS exact_repeats
+    FROM (
+        SELECT
+            r.column_name,
+            r.key_value,
+            count(*) AS variants,
+            sum(r.copies) AS records
+        FROM validation_repeated_records AS r
+        GROUP BY r.column_name, r.key_value
+    ) AS conflicts
+    GROUP BY conflicts.column_name
 ),
 
 key_counts AS (
     SELECT
-        {%- for check in unique_checks %}
-        (
-            -- the same key with different content; exact repeats are not conflicts
-            SELECT coalesce(sum(conflicts.copies), 0)
-            FROM (
-                SELECT sum(d.copies) AS copies
-                FROM distinct_records AS d
-                WHERE nullif(btrim(d.payload ->> {{ check.column | literal }}), '') IS NOT NULL
-                GROUP BY btrim(d.payload ->> {{ check.column | literal }})
-                HAVING count(*) > 1
-            ) AS conflicts
-        ) AS {{ ('u' ~ loop.index) | ident }},
+        {%- for column in key_columns %}
+        coalesce((
+            SELECT f.conflicting
+            FROM key_failures AS f
+            WHERE f.column_name = {{ column | literal }}
+        ), 0) AS {{ ('unique.' ~ column) | ident }},
         {%- endfor %}
-        (SELECT coalesce(sum(d.copies - 1), 0) FROM distinct_records AS d) AS exact_repeat_count
+        coalesce((
+            SELECT f.exact_repeats
+            FROM key_failures AS f
+            WHERE f.column_name = {{ key_columns[0] | literal }}
+        ), 0) AS exact_repeat_count
 ),
 
 check_counts AS (
@@ -72,7 +116,7 @@ check_counts AS (
         c.failing_count,
         r.row_count,
         round(100.0 * c.failing_count / greatest(r.row_count, 1), 4) AS failing_percent
-    FROM row_rule_counts AS r
+    FROM validation_row_counts AS r
     CROSS JOIN key_counts AS k
     CROSS JOIN LATERAL (
         VALUES
@@ -85,14 +129,14 @@ check_counts AS (
             {{ check.warn_if.op | literal }}, {{ check.warn_if.value | literal }}::numeric,
             {{ check.warn_if.percent | literal }},
             {%- if check.rule == 'unique' %}
-            k.{{ ('u' ~ (unique_checks.index(check) + 1)) | ident }}
+            k.{{ check.id | ident }}
             {%- elif check.rule == 'exact_duplicates' %}
             k.exact_repeat_count
             {%- elif check.rule == 'min_rows' %}
             -- how many rows short of the minimum
             greatest({{ check.params['min'] | literal }} - r.row_count, 0)
             {%- else %}
-            r.{{ ('c' ~ (row_checks.index(check) + 1)) | ident }}
+            r.{{ check.id | ident }}
             {%- endif %}
         ){{ "," if not loop.last }}
         {%- endfor %}

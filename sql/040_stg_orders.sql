@@ -8,10 +8,11 @@
 -- with an explicit offset keep it. Either way order_at is an absolute instant.
 SET LOCAL timezone = {{ staging.source_timezone | literal }};
 
-INSERT INTO stg.orders AS o (
-    order_id, customer_id, order_at, amount, status,
-    source_event_id, file_sha256, line_number, staged_run_id, staged_at
-)
+-- Casting and sorting a million records wants memory, not temporary files.
+SET LOCAL work_mem = '512MB';
+
+-- The batch, typed and deduplicated once (CREATE TABLE AS may scan in parallel).
+CREATE TEMPORARY TABLE staged_batch ON COMMIT DROP AS
 WITH batch_events AS (
     SELECT
         e.event_id,
@@ -44,38 +45,51 @@ typed_orders AS (
         e.file_sha256,
         e.line_number
     FROM batch_events AS e
-),
-
-deduplicated_orders AS (
-    -- validation allows only exact repeats of an order; keep its latest record
-    SELECT DISTINCT ON (t.order_id) t.*
-    FROM typed_orders AS t
-    ORDER BY t.order_id ASC, t.source_event_id DESC
 )
 
+-- validation allows only exact repeats of an order; keep its latest record
+SELECT DISTINCT ON (t.order_id) t.*
+FROM typed_orders AS t
+ORDER BY t.order_id ASC, t.source_event_id DESC;
+
+-- Orders already staged whose values changed take the new values and lineage; an
+-- order whose values did not change keeps its row (and its lineage) untouched.
+UPDATE stg.orders AS o
+SET
+    customer_id = b.customer_id,
+    order_at = b.order_at,
+    amount = b.amount,
+    status = b.status,
+    source_event_id = b.source_event_id,
+    file_sha256 = b.file_sha256,
+    line_number = b.line_number,
+    staged_run_id = current_setting('raw_to_ready.run_id'),
+    staged_at = transaction_timestamp()
+FROM staged_batch AS b
+WHERE
+    o.order_id = b.order_id
+    AND (o.customer_id, o.order_at, o.amount, o.status)
+    IS DISTINCT FROM (b.customer_id, b.order_at, b.amount, b.status);
+
+-- New orders are appended.
+INSERT INTO stg.orders (
+    order_id, customer_id, order_at, amount, status,
+    source_event_id, file_sha256, line_number, staged_run_id, staged_at
+)
 SELECT
-    order_id,
-    customer_id,
-    order_at,
-    amount,
-    status,
-    source_event_id,
-    file_sha256,
-    line_number,
+    b.order_id,
+    b.customer_id,
+    b.order_at,
+    b.amount,
+    b.status,
+    b.source_event_id,
+    b.file_sha256,
+    b.line_number,
     current_setting('raw_to_ready.run_id') AS staged_run_id,
     transaction_timestamp() AS staged_at
-FROM deduplicated_orders
-ON CONFLICT ON CONSTRAINT orders_pkey DO UPDATE
-    SET
-        customer_id = excluded.customer_id,
-        order_at = excluded.order_at,
-        amount = excluded.amount,
-        status = excluded.status,
-        source_event_id = excluded.source_event_id,
-        file_sha256 = excluded.file_sha256,
-        line_number = excluded.line_number,
-        staged_run_id = excluded.staged_run_id,
-        staged_at = excluded.staged_at
-    -- an order whose values did not change keeps its row (and its lineage) untouched
-    WHERE (o.customer_id, o.order_at, o.amount, o.status)
-    IS DISTINCT FROM (excluded.customer_id, excluded.order_at, excluded.amount, excluded.status);
+FROM staged_batch AS b
+WHERE NOT EXISTS (
+        SELECT 1
+        FROM stg.orders AS o
+        WHERE o.order_id = b.order_id
+    );

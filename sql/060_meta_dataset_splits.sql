@@ -7,45 +7,70 @@
 --        per split for this run
 -- requires: 050_feats_customer_features.sql
 -- settings: raw_to_ready.run_id
+SET LOCAL work_mem = '512MB';
+
 CREATE TEMPORARY TABLE split_cuts ON COMMIT DROP AS
-WITH time_counts AS (
+WITH pivots AS (
+    -- one sort finds, for each cut, the instant holding its target row: the first
+    -- instant at which the share of rows up to and including it reaches the target
     SELECT
-        feature_time,
-        count(*) AS row_count
+        count(*) AS total_rows,
+        percentile_disc(
+            ARRAY[{{ splits.train | literal }}, {{ splits.train | literal }} + {{ splits.val | literal }}]::float8[]
+        ) WITHIN GROUP (ORDER BY feature_time) AS pivot_at
     FROM feats.customer_features
-    GROUP BY feature_time
 ),
 
-candidate_cuts AS (
-    -- a cut before each distinct instant, plus one after the last
+brackets AS (
+    -- rows before a cut only grow with time, so the best cut is just before the pivot
+    -- instant or just after it: count the rows on either side of each pivot
     SELECT
-        feature_time AS cut_at,
-        sum(row_count) OVER (ORDER BY feature_time) - row_count AS rows_before
-    FROM time_counts
-    UNION ALL
-    SELECT
-        'infinity'::timestamptz AS cut_at,
-        coalesce(sum(row_count), 0) AS rows_before
-    FROM time_counts
+        p.total_rows,
+        p.pivot_at,
+        count(f.feature_time) FILTER (WHERE f.feature_time < p.pivot_at[1]) AS val_rows_below,
+        count(f.feature_time) FILTER (WHERE f.feature_time <= p.pivot_at[1]) AS val_rows_above,
+        min(f.feature_time) FILTER (WHERE f.feature_time > p.pivot_at[1]) AS val_next_at,
+        count(f.feature_time) FILTER (WHERE f.feature_time < p.pivot_at[2]) AS test_rows_below,
+        count(f.feature_time) FILTER (WHERE f.feature_time <= p.pivot_at[2]) AS test_rows_above,
+        min(f.feature_time) FILTER (WHERE f.feature_time > p.pivot_at[2]) AS test_next_at
+    FROM pivots AS p
+    LEFT JOIN feats.customer_features AS f ON TRUE
+    GROUP BY p.total_rows, p.pivot_at
 ),
 
-totals AS (
-    SELECT greatest(sum(row_count), 1) AS total_rows FROM time_counts
+candidates AS (
+    SELECT
+        c.split,
+        c.target_rows,
+        c.pivot_at,
+        c.rows_below,
+        c.rows_above,
+        c.next_at
+    FROM brackets AS b
+    CROSS JOIN LATERAL (
+        VALUES
+        (
+            'val', b.total_rows * {{ splits.train | literal }}::numeric,
+            b.pivot_at[1], b.val_rows_below, b.val_rows_above, b.val_next_at
+        ),
+        (
+            'test', b.total_rows * ({{ splits.train | literal }}::numeric + {{ splits.val | literal }}::numeric),
+            b.pivot_at[2], b.test_rows_below, b.test_rows_above, b.test_next_at
+        )
+    ) AS c (split, target_rows, pivot_at, rows_below, rows_above, next_at)
 )
 
-SELECT DISTINCT ON (t.split)
-    t.split,
-    t.target_start_fraction,
-    c.cut_at
-FROM candidate_cuts AS c
-CROSS JOIN totals
-CROSS JOIN (
-    VALUES
-    ('val', {{ splits.train | literal }}::numeric),
-    ('test', {{ splits.train | literal }}::numeric + {{ splits.val | literal }}::numeric)
-) AS t (split, target_start_fraction)
--- the cut whose share of rows before it is closest to the target; earliest on a tie
-ORDER BY t.split, abs(c.rows_before / totals.total_rows - t.target_start_fraction), c.cut_at;
+SELECT
+    split,
+    CASE
+        -- no rows at all: every split is empty
+        WHEN pivot_at IS NULL THEN 'infinity'::timestamptz
+        -- the closer of the two cuts; the earlier one on a tie
+        WHEN target_rows - rows_below <= rows_above - target_rows THEN pivot_at
+        -- 'infinity' is the cut after the last instant (an empty split)
+        ELSE coalesce(next_at, 'infinity'::timestamptz)
+    END AS cut_at
+FROM candidates;
 
 TRUNCATE meta.dataset_splits;
 

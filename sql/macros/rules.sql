@@ -43,7 +43,7 @@ nullif(btrim({{ field(check) }}), '') IS NULL
 ({{ field(check) }} IS NOT NULL
     AND CASE WHEN {{ check.params.get('normalize', false) | literal }}
         THEN lower(btrim({{ field(check) }})) ELSE {{ field(check) }} END
-    != ALL({{ check.params['values'] | literal }}::text []))
+    != ALL({{ check.params['values'] | literal }}::text[]))
 {%- endmacro -%}
 
 {%- macro max_decimal_places(check) -%}

@@ -65,7 +65,9 @@ CREATE TABLE meta.validation_failures (
 CREATE INDEX validation_failures_run_id_check_id_idx
 ON meta.validation_failures (run_id, check_id);
 
-CREATE TABLE meta.dataset_splits (
+-- Unlogged: derived from feats.customer_features and rebuilt by every run (emptied
+-- after a crash, refilled by the next run).
+CREATE UNLOGGED TABLE meta.dataset_splits (
     customer_id text COLLATE "C" NOT NULL,
     feature_time timestamptz NOT NULL,
     split text NOT NULL,

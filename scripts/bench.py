@@ -1,0 +1,137 @@
+"""Benchmark every stage of the pipeline on generated orders (make bench ROWS=1000000).
+
+1. Generates ROWS orders with scripts/generate_orders.py (seeded, so every run measures the
+   same bytes) into data/bench/, unless that file is already there.
+2. Creates a throwaway database (on DATABASE_URL's server, or the embedded one) and runs the
+   full pipeline on it in a child process, exactly as `make all` would.
+3. Measures the floor: a bare COPY of the same file into an unlogged table of text columns.
+4. Prints per-stage seconds and rows/s, the runner's peak RSS, and the ratio to the floor;
+   writes the same to artifacts/bench/<timestamp>.json. Drops the database.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import yaml
+from psycopg import sql
+
+from scripts import generate_orders, pgembed
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+COLUMNS = ["order_id", "customer_id", "order_ts", "amount", "status"]
+
+
+def dataset(rows: int, dirty: bool, seed: int) -> Path:
+    path = REPO_ROOT / "data" / "bench" / f"orders_{rows}{'_dirty' if dirty else ''}_s{seed}.csv"
+    if path.exists():
+        print(f"using {path.relative_to(REPO_ROOT)} (delete it to regenerate)", flush=True)
+        return path
+    started = time.perf_counter()
+    generate_orders.generate(path, rows=rows, seed=seed, dirty=dirty)
+    print(f"generated {rows:,} orders into {path.relative_to(REPO_ROOT)} in {time.perf_counter() - started:.1f} s",
+          flush=True)
+    return path
+
+
+def copy_floor(url: str, path: Path) -> float:
+    """Seconds for a bare COPY of the file into an unlogged table of text columns."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE UNLOGGED TABLE public.bench_copy_floor ("
+                     + ", ".join(f"{c} text" for c in COLUMNS) + ")")
+        started = time.perf_counter()
+        with conn.cursor() as cur, path.open("rb") as handle:
+            with cur.copy(sql.SQL("COPY public.bench_copy_floor FROM STDIN WITH (FORMAT csv, HEADER true)")) as copy:
+                while chunk := handle.read(1 << 20):
+                    copy.write(chunk)
+        seconds = time.perf_counter() - started
+        conn.execute("DROP TABLE public.bench_copy_floor")
+    return seconds
+
+
+def run_pipeline(url: str, data: Path, work: Path) -> dict[str, Any]:
+    config = work / "bench_pipeline.yaml"
+    config.write_text(yaml.safe_dump({
+        "sources": [{"name": "orders", "paths": str(data)}],
+        "expectations": str(REPO_ROOT / "configs" / "expectations.yaml"),
+    }), encoding="utf-8")
+    env = {**os.environ, "DATABASE_URL": url, "PYTHONPATH": str(REPO_ROOT)}
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "scripts.run", "--config", str(config)],
+                            cwd=REPO_ROOT, env=env, text=True, capture_output=True)
+    wall = time.perf_counter() - started
+    sys.stdout.write("".join(f"    | {line}\n" for line in result.stdout.splitlines()))
+    if result.stderr:
+        sys.stderr.write(result.stderr)
+    report_line = [line for line in result.stdout.splitlines() if line.startswith("report: ")]
+    if not report_line:
+        raise SystemExit(f"the pipeline wrote no report (exit {result.returncode})")
+    report = json.loads((REPO_ROOT / report_line[-1].removeprefix("report: ")).read_text())
+    report["wall_seconds"] = wall
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m scripts.bench", description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--dirty", action="store_true", help="mix in real-world faults (the gate then fails)")
+    args = parser.parse_args(argv)
+
+    data = dataset(args.rows, args.dirty, args.seed)
+    admin_url = os.environ.get("DATABASE_URL", "").strip() or pgembed.start_server()
+    name = f"r2r_bench_{uuid.uuid4().hex[:8]}"
+    url = pgembed.ensure_database(admin_url, name)
+    out_dir = REPO_ROOT / "artifacts" / "bench"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    print(f"throwaway database {name}; running the pipeline on {args.rows:,} rows", flush=True)
+    try:
+        report = run_pipeline(url, data, out_dir)
+        floor = copy_floor(url, data)
+        with psycopg.connect(url) as conn:
+            server = conn.execute("SHOW server_version").fetchone()[0]
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+    stages = report.get("stages", [])
+    total = sum(s["seconds"] or 0 for s in stages)
+    lines = [
+        f"raw-to-ready benchmark: {args.rows:,} {'dirty' if args.dirty else 'clean'} orders, "
+        f"PostgreSQL {server}, {os.cpu_count()} cores",
+        f"{'stage':<10} {'status':<7} {'rows':>12} {'seconds':>9} {'rows/s':>12}",
+    ]
+    for stage in stages:
+        rate = f"{args.rows / stage['seconds']:>12,.0f}" if stage["seconds"] and stage["stage"] != "migrate" else ""
+        rows = f"{stage['rows']:>12,}" if stage["rows"] is not None else f"{'':>12}"
+        lines.append(f"{stage['stage']:<10} {stage['status']:<7} {rows} {stage['seconds']:>9.2f} {rate}")
+    lines += [
+        f"{'total':<10} {report['status']:<7} {args.rows:>12,} {total:>9.2f} {args.rows / total:>12,.0f}",
+        f"COPY floor (bare COPY into an unlogged text table): {floor:.2f} s; pipeline / floor = {total / floor:.1f}x",
+        f"runner peak RSS: {report.get('runner_peak_rss_mib')} MiB; wall time with start-up: "
+        f"{report['wall_seconds']:.2f} s; exit code {report['exit_code']}",
+    ]
+    print("\n".join(lines))
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    result = {"rows": args.rows, "dirty": args.dirty, "seed": args.seed, "server_version": server,
+              "stages": stages, "total_seconds": total, "copy_floor_seconds": floor,
+              "runner_peak_rss_mib": report.get("runner_peak_rss_mib"), "exit_code": report["exit_code"],
+              "table": lines}
+    path = out_dir / f"{stamp}-{args.rows}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(f"written to {path.relative_to(REPO_ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
