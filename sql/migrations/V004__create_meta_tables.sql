@@ -84,7 +84,7 @@ CREATE TABLE meta.split_cutoffs (
     row_count bigint NOT NULL,
     gap_row_count bigint NOT NULL,
     fraction numeric(7, 5) NOT NULL,
-    target_fraction numeric(7, 5) NOT NULL,
+    target_fraction numeric NOT NULL,
     CONSTRAINT split_cutoffs_pkey PRIMARY KEY (run_id, split)
 );
 
