@@ -374,6 +374,20 @@ def connect(database_url: str) -> psycopg.Connection:
         ) from None
 
 
+def check_patterns(conn: psycopg.Connection, config: PipelineConfig) -> None:
+    """Have PostgreSQL compile every `matches` pattern before any data work."""
+    for check in config.checks:
+        if check["rule"] != "matches":
+            continue
+        try:
+            with conn.transaction():
+                conn.execute("SELECT '' ~ %s", (check["params"]["pattern"],))
+        except psycopg.errors.InvalidRegularExpression as exc:
+            message = exc.diag.message_primary or str(exc)
+            raise ConfigError(config.expectations_path, check["key"], f"PostgreSQL cannot use this pattern: {message}") \
+                from None
+
+
 def run_pipeline(
     config_path: str | Path,
     database_url: str | None = None,
@@ -398,6 +412,7 @@ def run_pipeline(
         run = Run(config=config, run_id=run_id, conn=conn, out_dir=ARTIFACTS / "runs" / run_id,
                   warn_error=warn_error, sources=sources)
         log(f"run {run_id}: {config.path} -> {len(sources)} source file(s), stages through {through}")
+        check_patterns(conn, config)
         ingest.lock_pipeline(conn)
         for stage in STAGES[: STAGES.index(through) + 1]:
             if stage == "migrate":

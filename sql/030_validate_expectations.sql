@@ -30,10 +30,10 @@ CREATE TEMPORARY TABLE validation_repeated_keys ON COMMIT DROP AS
 SELECT
     {{ column | literal }} AS column_name,
     -- a missing key is grouped as ''; it never counts as a conflict (non_null reports it)
-    coalesce(btrim(e.payload ->> {{ column | literal }}), '') AS key_value
+    coalesce({{ rules.trimmed('e.payload ->> ' ~ (column | literal)) }}, '') AS key_value
 FROM raw.raw_events AS e
 WHERE e.file_sha256 = ANY({{ batch_file_sha256s | literal }}::text[])
-GROUP BY coalesce(btrim(e.payload ->> {{ column | literal }}), '')
+GROUP BY coalesce({{ rules.trimmed('e.payload ->> ' ~ (column | literal)) }}, '')
 HAVING count(*) > 1
 {%- if not loop.last %}
 UNION ALL
@@ -53,7 +53,7 @@ FROM raw.raw_events AS e
 INNER JOIN validation_repeated_keys AS k
     ON
         k.column_name = {{ column | literal }}
-        AND k.key_value = coalesce(btrim(e.payload ->> {{ column | literal }}), '')
+        AND k.key_value = coalesce({{ rules.trimmed('e.payload ->> ' ~ (column | literal)) }}, '')
 WHERE e.file_sha256 = ANY({{ batch_file_sha256s | literal }}::text[])
 GROUP BY k.column_name, k.key_value, e.payload
 {%- if not loop.last %}

@@ -56,12 +56,12 @@ offending AS (
     FROM batch_events AS e
     WHERE
         {{ check.id | literal }} IN (SELECT f.check_id FROM flagged_checks AS f)
-        AND btrim({{ rules.field(check) }}) IN (
+        AND {{ rules.trimmed(rules.field(check)) }} IN (
             -- keys that carry more than one distinct record
-            SELECT btrim(k.payload ->> {{ check.column | literal }})
+            SELECT {{ rules.trimmed('k.payload ->> ' ~ (check.column | literal)) }}
             FROM batch_events AS k
-            WHERE nullif(btrim(k.payload ->> {{ check.column | literal }}), '') IS NOT NULL
-            GROUP BY btrim(k.payload ->> {{ check.column | literal }})
+            WHERE nullif({{ rules.trimmed('k.payload ->> ' ~ (check.column | literal)) }}, '') IS NOT NULL
+            GROUP BY {{ rules.trimmed('k.payload ->> ' ~ (check.column | literal)) }}
             HAVING count(DISTINCT k.payload) > 1
         )
     UNION ALL

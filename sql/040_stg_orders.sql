@@ -1,3 +1,4 @@
+{%- import 'macros/rules.sql' as rules -%}
 -- Types, standardizes and deduplicates the batch into stg.orders, adding new orders and
 -- updating changed ones; an unchanged order is left as it is.
 -- grain: one row per order_id
@@ -27,16 +28,18 @@ typed_orders AS (
     SELECT
         -- ids compare byte-wise (the "C" collation): faster sorts, no locale surprises;
         -- sqlfluff reads a collation name as a column, hence the noqa
-        btrim(e.payload ->> {{ columns.order_id | literal }}) COLLATE "C" AS order_id,  -- noqa: RF01, RF03
-        nullif(btrim(e.payload ->> {{ columns.customer_id | literal }}), '')
+        {{ rules.trimmed('e.payload ->> ' ~ (columns.order_id | literal)) }}
+        COLLATE "C" AS order_id,  -- noqa: RF01, RF03
+        nullif({{ rules.trimmed('e.payload ->> ' ~ (columns.customer_id | literal)) }}, '')
         COLLATE "C" AS customer_id,  -- noqa: RF01, RF03
         (e.payload ->> {{ columns.order_ts | literal }})::timestamptz AS order_at,
         round((e.payload ->> {{ columns.amount | literal }})::numeric, {{ staging.amount_scale | literal }}) AS amount,
         {%- if columns.status %}
         -- status variants map to a standard status; anything else is trimmed and lower-cased
         coalesce(
-            {{ status_map_json | literal }}::jsonb ->> lower(btrim(e.payload ->> {{ columns.status | literal }})),
-            nullif(lower(btrim(e.payload ->> {{ columns.status | literal }})), '')
+            {{ status_map_json | literal }}::jsonb
+            ->> lower({{ rules.trimmed('e.payload ->> ' ~ (columns.status | literal)) }}),
+            nullif(lower({{ rules.trimmed('e.payload ->> ' ~ (columns.status | literal)) }}), '')
         ) AS status,
         {%- else %}
         NULL::text AS status,

@@ -9,27 +9,40 @@
 e.payload ->> {{ check.column | literal }}
 {%- endmacro -%}
 
-{#- Words PostgreSQL's input functions accept as timestamps or numbers that are not data. -#}
-{%- set not_data = {
-    'timestamptz': ['now', 'today', 'tomorrow', 'yesterday', 'epoch', 'infinity', '-infinity', '+infinity', 'allballs'],
-    'timestamp': ['now', 'today', 'tomorrow', 'yesterday', 'epoch', 'infinity', '-infinity', '+infinity', 'allballs'],
-    'date': ['now', 'today', 'tomorrow', 'yesterday', 'epoch', 'infinity', '-infinity', '+infinity'],
-    'numeric': ['nan', 'infinity', '-infinity', '+infinity', 'inf', '-inf', '+inf'],
+{#- Trimming removes every kind of white space (tabs and line breaks too), not only
+    spaces; validation and staging trim alike. -#}
+{%- macro trimmed(expression) -%}
+btrim({{ expression }}, E' \t\n\r\f\x0B')
+{%- endmacro -%}
+
+{#- PostgreSQL's input functions accept words that are not data: `now`, `today 10:00`,
+    `epoch`, `infinity` as timestamps; `NaN`, `Infinity` as numbers. A value holding one
+    (as a word, in any case, anywhere) fails the type check. Other types have none. -#}
+{%- set not_data_pattern = {
+    'timestamptz': '\\m(now|today|tomorrow|yesterday|epoch|infinity|allballs)\\M',
+    'timestamp': '\\m(now|today|tomorrow|yesterday|epoch|infinity|allballs)\\M',
+    'date': '\\m(now|today|tomorrow|yesterday|epoch|infinity)\\M',
+    'numeric': '(nan|inf)',
 } -%}
+
+{%- macro not_data(check) -%}
+{%- if check.params.type in not_data_pattern %}
+        OR {{ field(check) }} ~* {{ not_data_pattern[check.params.type] | literal }}
+{%- endif %}
+{%- endmacro -%}
 
 {%- macro required_columns(check) -%}
 NOT e.payload ? {{ check.column | literal }}
 {%- endmacro -%}
 
 {%- macro non_null(check) -%}
-nullif(btrim({{ field(check) }}), '') IS NULL
+nullif({{ trimmed(field(check)) }}, '') IS NULL
 {%- endmacro -%}
 
 {%- macro types(check) -%}
 ({{ field(check) }} IS NOT NULL
     AND (
-        NOT pg_input_is_valid({{ field(check) }}, {{ check.params.type | literal }})
-        OR lower(btrim({{ field(check) }})) = ANY({{ not_data.get(check.params.type, ['']) | literal }})
+        NOT pg_input_is_valid({{ field(check) }}, {{ check.params.type | literal }}){{ not_data(check) }}
     ))
 {%- endmacro -%}
 
@@ -41,8 +54,10 @@ nullif(btrim({{ field(check) }}), '') IS NULL
 
 {%- macro allowed_values(check) -%}
 ({{ field(check) }} IS NOT NULL
+    -- a normalized column (the status) is compared as staging will store it; a blank
+    -- one becomes NULL there, which is no value to refuse
     AND CASE WHEN {{ check.params.get('normalize', false) | literal }}
-        THEN lower(btrim({{ field(check) }})) ELSE {{ field(check) }} END
+        THEN nullif(lower({{ trimmed(field(check)) }}), '') ELSE {{ field(check) }} END
     != ALL({{ check.params['values'] | literal }}::text[]))
 {%- endmacro -%}
 
