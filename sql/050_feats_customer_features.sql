@@ -50,11 +50,11 @@ windowed AS (
         sum(order_count) OVER {{ ('last_' ~ days ~ 'd') | ident }} AS {{ ('orders_' ~ days ~ 'd') | ident }},
         sum(revenue_units) OVER {{ ('last_' ~ days ~ 'd') | ident }} AS {{ ('revenue_units_' ~ days ~ 'd') | ident }},
         {% endfor %}
-        -- rows are distinct instants, so the previous row is strictly earlier
-        lag(feature_time) OVER by_time AS previous_order_at
+        -- rows are distinct instants, so the previous row is strictly earlier. lag()
+        -- ignores the frame, so it shares the first window's pass over the rows.
+        lag(feature_time) OVER {{ ('last_' ~ features.windows_days[0] ~ 'd') | ident }} AS previous_order_at
     FROM order_instants
     WINDOW
-        by_time AS (PARTITION BY customer_id ORDER BY feature_time),
     {% for days in features.windows_days %}
     {{ ('last_' ~ days ~ 'd') | ident }} AS (
         PARTITION BY customer_id ORDER BY feature_time
