@@ -39,6 +39,14 @@ def migration_files(directory: Path = MIGRATIONS_DIR) -> list[Path]:
     return sorted(files, key=lambda p: int(NAME_RE.match(p.name).group(1)))
 
 
+def _shown(path: Path) -> str:
+    """The path as a user would type it: relative to the working directory when inside it."""
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
 def checksum(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -65,7 +73,7 @@ def apply_pending(
             if row is not None:
                 if row[0] != digest:
                     raise MigrationError(
-                        f"{path}: migration V{version} was edited after it was applied "
+                        f"{_shown(path)}: migration V{version} was edited after it was applied "
                         f"(applied checksum {row[0]}, file checksum {digest}); "
                         "restore the file and put the change in a new migration"
                     )
@@ -83,7 +91,7 @@ def apply_pending(
         except psycopg.Error as exc:
             with conn.transaction():
                 _record(conn, version, description, path, digest, started, False)
-            raise MigrationError(f"{path}: migration V{version} failed: {str(exc).strip()}") from None
+            raise MigrationError(f"{_shown(path)}: migration V{version} failed: {str(exc).strip()}") from None
         applied_now.append(version)
         log(f"  applied migration V{version} {description} ({time.perf_counter() - started:.3f} s)")
     return applied_now

@@ -129,6 +129,8 @@ def set_run_settings(conn: psycopg.Connection, settings: dict[str, str]) -> None
 def stage_timer(run: Run, stage: str) -> Iterator[dict[str, Any]]:
     record: dict[str, Any] = {"stage": stage, "status": "running", "rows": None, "seconds": None}
     run.stages.append(record)
+    if stage in DATA_STAGES:
+        log(f"[{stage:<8}] running ...")  # a long stage shows it started; the ok line follows
     started = time.perf_counter()
     try:
         yield record
