@@ -215,14 +215,19 @@ def stage_validate(run: Run) -> None:
 
 
 def run_files(run: Run, stage: str, record: dict[str, Any]) -> None:
-    rows = 0
+    results: list[tuple[str, int]] = []
     digests = []
     for name, text in render_stage(run.config, stage, run.batch_file_sha256s):
         path = save_sql(run, name, text)
         run.sql_sha256[name] = sha256_text(text)
         digests.append(run.sql_sha256[name])
-        rows = max(rows, execute_sql(run.conn, name, text, path))
-    record["rows"] = rows
+        results += execute_sql(run.conn, name, text, path)
+    if stage == "stage":
+        # orders added or changed: an unchanged re-run reports 0
+        record["rows"] = sum(rows for command, rows in results if command in ("INSERT", "UPDATE"))
+    else:
+        # the table a stage builds is its largest statement
+        record["rows"] = max((rows for _, rows in results), default=0)
     record["sql_sha256"] = sha256_text("".join(digests))
 
 

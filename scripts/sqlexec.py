@@ -11,19 +11,22 @@ class StageError(Exception):
     """A stage failed at run time; the message is what the user needs to act."""
 
 
-def execute_sql(conn: psycopg.Connection, name: str, text: str, saved_path: Path | None) -> int:
-    """Execute one rendered file (all its statements); return the largest row count."""
-    rows = 0
+def execute_sql(
+    conn: psycopg.Connection, name: str, text: str, saved_path: Path | None
+) -> list[tuple[str, int]]:
+    """Execute one rendered file (all its statements); return (command, rows) per statement."""
+    results: list[tuple[str, int]] = []
     try:
         with conn.cursor() as cur:
             cur.execute(text.encode("utf-8"))
             while True:
-                rows = max(rows, cur.rowcount if cur.rowcount is not None else 0)
+                command = (cur.statusmessage or "").split(" ")[0]
+                results.append((command, max(cur.rowcount or 0, 0)))
                 if not cur.nextset():
                     break
     except psycopg.Error as exc:
         raise StageError(describe_sql_error(exc, name, text, saved_path)) from None
-    return rows
+    return results
 
 
 def describe_sql_error(exc: psycopg.Error, name: str, text: str, saved_path: Path | None) -> str:

@@ -101,3 +101,14 @@ def test_yaml_error_names_line_and_column(project, db_url):
     code, report = run_pipeline("configs/broken.yaml", db_url)
     assert code == EXIT_USAGE
     assert "configs/broken.yaml: line 3, column 1: invalid YAML" in report["errors"][0]
+
+
+def test_rerun_reports_zero_staged_rows(project, db_url):
+    """The stage line counts orders added or changed: an unchanged re-run stages 0."""
+    project.write_csv("orders.csv", GOOD)
+    config = project.write_config()
+    first = {s["stage"]: s["rows"] for s in run_pipeline(config, db_url)[1]["stages"]}
+    second = {s["stage"]: s["rows"] for s in run_pipeline(config, db_url)[1]["stages"]}
+    assert (first["ingest"], first["stage"]) == (2, 2)
+    assert (second["ingest"], second["stage"]) == (0, 0)
+    assert second["features"] == 2  # features are rebuilt from stg.orders every run
