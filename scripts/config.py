@@ -27,7 +27,7 @@ SUPPORTED_TYPES = TIMESTAMP_TYPES + NUMERIC_TYPES + ("boolean", "text")
 # Rules a stage after validation cannot survive; their severity is always `error`.
 STAGING_CRITICAL = "required columns, types of the order_ts and amount columns, non_null of order_id and order_ts"
 
-THRESHOLD_RE = re.compile(r"^\s*(>=|<=|!=|>|<|=)?\s*(\d+(?:\.\d+)?)\s*(%?)\s*$")
+THRESHOLD_RE = re.compile(r"^\s*(>=|>)?\s*(\d+(?:\.\d+)?)\s*(%?)\s*$")
 
 
 class ConfigError(Exception):
@@ -67,12 +67,18 @@ def _load_yaml(path: Path) -> dict[str, Any]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(path, "", "file not found") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(path, f"byte {exc.start}", "a config file must be UTF-8") from None
+    except OSError as exc:
+        raise ConfigError(path, "", f"cannot read: {exc.strerror}") from None
     try:
         data = yaml.safe_load(text)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
         raise ConfigError(path, where, f"invalid YAML: {exc.problem}") from None
+    except yaml.YAMLError as exc:  # e.g. a control character (ReaderError)
+        raise ConfigError(path, "", f"invalid YAML: {exc}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
@@ -250,14 +256,20 @@ COMMON_OPTIONS = {"severity", "error_if", "warn_if"}
 
 
 def parse_threshold(path: Path, key: str, value: Any) -> dict[str, Any]:
-    """'>0', '>=10', '>0.5%' or a bare count (meaning '>count') -> {op, value, percent}."""
+    """'>0', '>=10', '>0.5%' or a bare count (meaning '>count') -> {op, value, percent}.
+
+    Only '>' and '>=' exist: a threshold says how many offending records are too many.
+    """
     if isinstance(value, bool):
         raise ConfigError(path, key, "must be a count or a condition such as '>0' or '>0.5%'")
     if isinstance(value, (int, float)):
+        if value < 0:
+            raise ConfigError(path, key, f"a count cannot be negative, got {value!r}")
         return {"op": ">", "value": float(value), "percent": False}
     match = THRESHOLD_RE.match(str(value))
     if not match:
-        raise ConfigError(path, key, f"cannot read threshold {value!r}: write it as '>0', '>=10' or '>0.5%'")
+        raise ConfigError(path, key, f"cannot read threshold {value!r}: write it as '>0', '>=10' or '>0.5%' "
+                                     "(only > and >= compare a number of offending records)")
     op, number, percent = match.groups()
     return {"op": op or ">", "value": float(number), "percent": bool(percent)}
 

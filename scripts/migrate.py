@@ -115,7 +115,7 @@ def main() -> int:
     try:
         with psycopg.connect(pgembed.resolve_database_url(), autocommit=True) as conn:
             applied = apply_pending(conn)
-    except (MigrationError, pgembed.EmbeddedServerError, psycopg.OperationalError) as exc:
+    except (MigrationError, pgembed.EmbeddedServerError, psycopg.Error) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 3
     print(f"{len(applied)} migration(s) applied" if applied else "schema is up to date")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 import warnings
 from pathlib import Path
@@ -114,6 +115,18 @@ def resolve_database_url() -> str:
     return url or embedded_database_url()
 
 
+def masked(url: str) -> str:
+    """The connection string with its password replaced by ***, for printing."""
+    try:
+        params = conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return re.sub(r"(password=)\S+|(://[^:/@]+:)[^@]+@", lambda m: (m.group(1) or m.group(2)) + "***"
+                      + ("" if m.group(1) else "@"), url)
+    if params.get("password"):
+        params["password"] = "***"
+    return conninfo.make_conninfo(**params)
+
+
 def stop_server(pgdata: Path = DEFAULT_PGDATA) -> bool:
     """Stop the embedded server if it runs; return whether one was running."""
     pgserver = _pgserver()
@@ -145,13 +158,23 @@ def main(argv: list[str] | None = None) -> int:
         url = resolve_database_url()
         if args.command == "up":
             where = "DATABASE_URL" if os.environ.get("DATABASE_URL") else f"embedded server in {DEFAULT_PGDATA}"
-            print(f"PostgreSQL ready ({where}): {url}")
+            with psycopg.connect(url, connect_timeout=10) as conn:
+                version = conn.execute("SHOW server_version").fetchone()[0]
+            print(f"PostgreSQL {version} ready ({where}): {masked(url)}")
         elif args.command == "url":
             print(url)
         else:
-            os.execv(psql_binary(), [str(psql_binary()), url])
-    except (EmbeddedServerError, psycopg.OperationalError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+            # the password travels in the environment, not in argv where `ps` shows it
+            params = conninfo.conninfo_to_dict(url)
+            env = dict(os.environ)
+            if params.get("password"):
+                env["PGPASSWORD"] = str(params.pop("password"))
+            psql = str(psql_binary())
+            os.execve(psql, [psql, conninfo.make_conninfo(**params)], env)
+    except (EmbeddedServerError, psycopg.Error) as exc:
+        print(f"error: {str(exc).strip()}", file=sys.stderr)
+        if os.environ.get("DATABASE_URL"):
+            print(f"  (DATABASE_URL is {masked(os.environ['DATABASE_URL'])})", file=sys.stderr)
         return 3
     return 0
 

@@ -18,7 +18,6 @@ import datetime as dt
 import hashlib
 import json
 import os
-import re
 import resource
 import secrets
 import subprocess
@@ -223,8 +222,8 @@ def run_files(run: Run, stage: str, record: dict[str, Any]) -> None:
         digests.append(run.sql_sha256[name])
         results += execute_sql(run.conn, name, text, path)
     if stage == "stage":
-        # orders added or changed: an unchanged re-run reports 0
-        record["rows"] = sum(rows for command, rows in results if command in ("INSERT", "UPDATE"))
+        # orders added, changed or removed: an unchanged re-run reports 0
+        record["rows"] = sum(rows for command, rows in results if command in ("INSERT", "UPDATE", "DELETE"))
     else:
         # the table a stage builds is its largest statement
         record["rows"] = max((rows for _, rows in results), default=0)
@@ -324,7 +323,18 @@ def content_hashes(run: Run) -> dict[str, dict[str, str]]:
 
 
 def feature_version(hashes: dict[str, dict[str, str]]) -> str:
-    return hashlib.sha256(json.dumps(hashes, sort_keys=True).encode("utf-8")).hexdigest()
+    """sha256 over content only: where a file lies or how its path is spelled does not count.
+
+    The configs count as (pipeline, expectations) in that order, the SQL by its name in
+    sql/, the sources as the set of their sha256.
+    """
+    config_digests = list(hashes["config"].values())  # pipeline first, then expectations
+    content = {
+        "config": config_digests,
+        "sql": hashes["sql"],
+        "source": sorted(set(hashes["source"].values())),
+    }
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode("utf-8")).hexdigest()
 
 
 def git_commit() -> str:
@@ -373,10 +383,9 @@ def connect(database_url: str) -> psycopg.Connection:
     try:
         # autocommit: every stage opens its own explicit transaction
         return psycopg.connect(database_url, autocommit=True)
-    except psycopg.OperationalError as exc:
-        shown = re.sub(r"(password=)\S+|(://[^:/@]+:)[^@]+@", r"\1\2***@", database_url)
+    except psycopg.Error as exc:
         raise StageError(
-            f"could not connect to {shown}: {str(exc).strip()}\n"
+            f"could not connect to {pgembed.masked(database_url)}: {str(exc).strip()}\n"
             "  is PostgreSQL running? set DATABASE_URL, or unset it to use the embedded server"
         ) from None
 
@@ -451,22 +460,32 @@ def run_pipeline(
         code = EXIT_RUNTIME
         report["errors"].append(f"database error: {str(exc).strip()}")
         print(f"error: database error: {str(exc).strip()}", file=sys.stderr)
+    except OSError as exc:  # a file vanished or became unreadable mid-run
+        code = EXIT_RUNTIME
+        report["errors"].append(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "))
+        print(f"error: {report['errors'][-1]}", file=sys.stderr)
+    except Exception as exc:  # noqa: BLE001 - a bug of ours: still a report, a message, exit 3
+        code = EXIT_RUNTIME
+        report["errors"].append(f"internal error: {type(exc).__name__}: {exc}")
+        print(f"error: internal error: {type(exc).__name__}: {exc} (please report it)", file=sys.stderr)
     finally:
         report["exit_code"] = code
         report["finished_at"] = dt.datetime.now(dt.timezone.utc).isoformat()
         if run is not None:
             finish_run(run, report, code)
-    path = write_report(run_id, report)
-    log(f"report: {path}")
+        path = write_report(run_id, report)
+        log(f"report: {path}")
     return code, report
 
 
 def finish_run(run: Run, report: dict[str, Any], code: int) -> None:
     checks = run.checks
     if checks:
-        report["validation_passed"] = not any(c["status"] == "fail" for c in checks)
+        # with --warn-error a warning fails the gate like an error does
+        failing = ("fail", "warn") if run.warn_error else ("fail",)
+        report["validation_passed"] = not any(c["status"] in failing for c in checks)
         # the seed's shape: one sentence per failing check
-        report["errors"] = [c["message"] for c in checks if c["status"] == "fail"] + report["errors"]
+        report["errors"] = [c["message"] for c in checks if c["status"] in failing] + report["errors"]
         report["warnings"] = [c["message"] for c in checks if c["status"] == "warn"]
     report.update({
         "feature_version": run.feature_version,

@@ -8,6 +8,18 @@
 {%- set row_checks = checks | rejectattr('rule', 'in', ['unique', 'exact_duplicates', 'min_rows']) | list %}
 {%- set unique_columns = checks | selectattr('rule', 'equalto', 'unique') | map(attribute='column') | list %}
 {%- set key_columns = ([columns.order_id] + unique_columns) | unique | list %}
+{#- A threshold is '>' or '>=' a count, or a percentage of the batch's rows; the
+    percentage is compared exactly (count * 100 against value * rows), not rounded. -#}
+{%- macro breaches(kind) -%}
+CASE c.{{ kind }}_op
+            WHEN '>' THEN
+                CASE WHEN c.{{ kind }}_is_percent THEN c.failing_count * 100 > c.{{ kind }}_value * c.row_count
+                    ELSE c.failing_count > c.{{ kind }}_value END
+            WHEN '>=' THEN
+                CASE WHEN c.{{ kind }}_is_percent THEN c.failing_count * 100 >= c.{{ kind }}_value * c.row_count
+                    ELSE c.failing_count >= c.{{ kind }}_value END
+        END
+{%- endmacro %}
 
 -- Both passes run as CREATE TABLE AS so that PostgreSQL can scan with parallel
 -- workers (an INSERT ... SELECT never runs in parallel).
@@ -147,35 +159,12 @@ check_counts AS (
     )
 ),
 
-check_measures AS (
-    -- a threshold compares the count, or the percent of rows when written with %
-    SELECT
-        c.*,
-        CASE WHEN c.error_is_percent THEN c.failing_percent ELSE c.failing_count END AS error_measure,
-        CASE WHEN c.warn_is_percent THEN c.failing_percent ELSE c.failing_count END AS warn_measure
-    FROM check_counts AS c
-),
-
 check_thresholds AS (
     SELECT
-        m.*,
-        CASE m.error_op
-            WHEN '>' THEN m.error_measure > m.error_value
-            WHEN '>=' THEN m.error_measure >= m.error_value
-            WHEN '<' THEN m.error_measure < m.error_value
-            WHEN '<=' THEN m.error_measure <= m.error_value
-            WHEN '=' THEN m.error_measure = m.error_value
-            WHEN '!=' THEN m.error_measure != m.error_value
-        END AS is_error,
-        CASE m.warn_op
-            WHEN '>' THEN m.warn_measure > m.warn_value
-            WHEN '>=' THEN m.warn_measure >= m.warn_value
-            WHEN '<' THEN m.warn_measure < m.warn_value
-            WHEN '<=' THEN m.warn_measure <= m.warn_value
-            WHEN '=' THEN m.warn_measure = m.warn_value
-            WHEN '!=' THEN m.warn_measure != m.warn_value
-        END AS is_warn
-    FROM check_measures AS m
+        c.*,
+        {{ breaches('error') }} AS is_error,
+        {{ breaches('warn') }} AS is_warn
+    FROM check_counts AS c
 )
 
 SELECT
@@ -184,9 +173,10 @@ SELECT
     rule,
     column_name,
     severity,
-    -- a warn-severity check never fails the run; an error-severity one warns below error_if
+    -- a warn-severity check never fails the run; an error-severity one warns below
+    -- error_if; a check with no offending record always passes
     CASE
-        WHEN severity = 'error' AND is_error THEN 'fail'
+        WHEN failing_count > 0 AND severity = 'error' AND is_error THEN 'fail'
         WHEN failing_count > 0 AND is_warn THEN 'warn'
         ELSE 'pass'
     END AS status,

@@ -1,6 +1,7 @@
 {%- import 'macros/rules.sql' as rules -%}
--- Types, standardizes and deduplicates the batch into stg.orders, adding new orders and
--- updating changed ones; an unchanged order is left as it is.
+-- Types, standardizes and deduplicates the batch into stg.orders: adds new orders,
+-- updates changed ones, removes those no named file holds; an unchanged order is left
+-- as it is.
 -- grain: one row per order_id
 -- requires: 030_validate_expectations.sql passed for this batch (the runner stops
 --           before this file otherwise), V003__create_stg_orders.sql
@@ -73,6 +74,16 @@ WHERE
     o.order_id = b.order_id
     AND (o.customer_id, o.order_at, o.amount, o.status)
     IS DISTINCT FROM (b.customer_id, b.order_at, b.amount, b.status);
+
+-- Orders that are in no file the config names any more leave staging: stg.orders holds
+-- exactly the batch, so the features (and their version) follow from the named files
+-- alone. Their raw events stay in raw.raw_events.
+DELETE FROM stg.orders AS o
+WHERE NOT EXISTS (
+        SELECT 1
+        FROM staged_batch AS b
+        WHERE b.order_id = o.order_id
+    );
 
 -- New orders are appended.
 INSERT INTO stg.orders (

@@ -90,3 +90,16 @@ def test_failed_run_registers_nothing(project, db_url):
     code, report = run_pipeline(project.write_config(), db_url)
     assert code == EXIT_VALIDATION_FAILED and report["feature_version"] is None
     assert query(db_url, "SELECT count(*) FROM meta.feature_registry") == [(0,)]
+
+
+def test_version_depends_on_content_not_on_where_files_lie(project, db_factory):
+    """Sources count by their sha256 and configs by their bytes: a renamed file matched by
+    the same glob, or the config named as ./configs/..., gives the same feature_version."""
+    (project.root / "data" / "raw" / "in").mkdir()
+    (project.root / "data" / "raw" / "in" / "a.csv").write_text(ROWS)
+    config = project.write_config(paths="data/raw/in/*.csv")
+    first = run_pipeline(config, db_factory())[1]["feature_version"]
+    (project.root / "data" / "raw" / "in" / "a.csv").rename(project.root / "data" / "raw" / "in" / "b.csv")
+    renamed = run_pipeline(config, db_factory())[1]["feature_version"]
+    dotted = run_pipeline("./" + config, db_factory())[1]["feature_version"]
+    assert first == renamed == dotted and first is not None

@@ -112,3 +112,49 @@ def test_rerun_reports_zero_staged_rows(project, db_url):
     assert (first["ingest"], first["stage"]) == (2, 2)
     assert (second["ingest"], second["stage"]) == (0, 0)
     assert second["features"] == 2  # features are rebuilt from stg.orders every run
+
+
+def test_warn_error_turns_warnings_into_a_failed_gate(project, db_url):
+    """--warn-error: a warning fails the run (exit 1), nothing is staged, and the report
+    says so consistently."""
+    project.write_csv("orders.csv", GOOD + "O2,C2,2024-01-02 10:00:00,5.00,completed\n")  # an exact repeat
+    config = project.write_config(expectations={"exact_duplicates": {"severity": "warn"}})
+    code, report = run_pipeline(config, db_url)
+    assert code == EXIT_PASSED and report["warnings"] == ["some records are exact repeats of another record"]
+    code, report = run_pipeline(config, db_url, warn_error=True)
+    assert code == EXIT_VALIDATION_FAILED
+    assert report["validation_passed"] is False and report["status"] == "failed"
+    assert report["errors"] == ["some records are exact repeats of another record"]
+
+
+def test_thresholds_only_compare_too_many(project, db_url):
+    """'<5' would fail clean data; only > and >= are accepted, before any data work."""
+    project.write_csv("orders.csv", GOOD)
+    config = project.write_config(expectations={"non_null": [{"column": "customer_id", "error_if": "<5"}]})
+    code, report = run_pipeline(config, db_url)
+    assert code == EXIT_USAGE
+    assert "non_null.customer_id.error_if" in report["errors"][0] and "only > and >=" in report["errors"][0]
+
+
+def test_percent_threshold_is_exact_at_the_boundary(project, db_url):
+    """1 offending record in 10,000 is exactly 0.01 %: not '>0.01%', but '>=0.01%'."""
+    rows = [f"O{i},C{i % 50},2024-01-01 10:00:00,1.00,completed" for i in range(9_999)]
+    project.write_csv("orders.csv", HEADER + "\n".join(rows) + "\nOX,,2024-01-01 10:00:00,1.00,completed\n")
+    strict = project.write_config(expectations={"non_null": [{"column": "customer_id", "error_if": ">0.01%"}]})
+    code, report = run_pipeline(strict, db_url, through="validate")
+    check = next(c for c in report["checks"] if c["id"] == "non_null.customer_id")
+    assert code == EXIT_PASSED and check["failing_count"] == 1 and check["status"] == "warn"
+    inclusive = project.write_config(expectations={"non_null": [{"column": "customer_id", "error_if": ">=0.01%"}]},
+                                     name="inclusive.yaml")
+    code, report = run_pipeline(inclusive, db_url, through="validate")
+    assert code == EXIT_VALIDATION_FAILED
+
+
+def test_unreadable_config_is_a_config_error_not_a_traceback(project, db_url):
+    (project.root / "configs" / "latin1.yaml").write_bytes("sources: []\n# caf\xe9\n".encode("latin-1"))
+    code, report = run_pipeline("configs/latin1.yaml", db_url)
+    assert code == EXIT_USAGE and "must be UTF-8" in report["errors"][0]
+    (project.root / "configs" / "adir.yaml").mkdir()
+    code, report = run_pipeline("configs/adir.yaml", db_url)
+    assert code == EXIT_USAGE and "cannot read" in report["errors"][0]
+    assert (project.root / "artifacts" / "reports" / f"{report['run_id']}.json").exists()

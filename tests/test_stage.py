@@ -229,3 +229,27 @@ def test_lineage_points_at_the_raw_event(project, db_url):
                          " FROM stg.orders AS o JOIN raw.raw_events AS e ON e.event_id = o.source_event_id"
                          " WHERE (e.file_sha256, e.line_number) = (o.file_sha256, o.line_number)"
                          " ORDER BY 1") == [("O1", "O1", path), ("O2", "O2", path), ("O3", " O3 ", path)]
+
+
+def test_orders_of_a_file_no_longer_named_leave_staging(project, db_factory):
+    """stg.orders holds exactly the batch: dropping a file from the config removes its
+    orders from staging (its raw events stay), and a database that only ever saw the
+    second config ends with the same orders, features and feature_version."""
+    project.write_csv("a.csv", lines(["O1,C1,2024-01-01 10:00:00,10.00,completed",
+                                      "O2,C1,2024-01-02 10:00:00,20.00,completed"]))
+    project.write_csv("b.csv", lines(["O3,C1,2024-01-03 10:00:00,30.00,completed"]))
+    both = project.write_config(paths=["data/raw/a.csv", "data/raw/b.csv"], name="both.yaml")
+    only_b = project.write_config(paths=["data/raw/b.csv"], name="only_b.yaml")
+    # the same pipeline config text for both databases' last run
+    history, fresh = db_factory(), db_factory()
+    assert run_pipeline(both, history)[0] == EXIT_PASSED
+    code, last = run_pipeline(only_b, history)
+    assert code == EXIT_PASSED
+    assert [r[0] for r in orders(history)] == ["O3"]
+    assert query(history, "SELECT count(*) FROM raw.raw_events") == [(3,)]  # raw history kept
+    assert {s["stage"]: s["rows"] for s in last["stages"]}["stage"] == 2  # two orders removed
+    code, direct = run_pipeline(only_b, fresh)
+    assert code == EXIT_PASSED
+    features = "SELECT * FROM feats.customer_features ORDER BY customer_id, feature_time"
+    assert query(history, features) == query(fresh, features) != []
+    assert last["feature_version"] == direct["feature_version"]
