@@ -112,14 +112,16 @@ def main(argv: list[str] | None = None) -> int:
         f"{'stage':<10} {'status':<7} {'rows':>12} {'seconds':>9} {'rows/s':>12}",
     ]
     for stage in stages:
-        rate = f"{args.rows / stage['seconds']:>12,.0f}" if stage["seconds"] and stage["stage"] != "migrate" else ""
+        # a data stage's rate is the rows it handled per second; migrate and registry have none
+        rate = (f"{stage['rows'] / stage['seconds']:>12,.0f}"
+                if stage["seconds"] and stage["rows"] and stage["stage"] not in ("migrate", "registry") else "")
         rows = f"{stage['rows']:>12,}" if stage["rows"] is not None else f"{'':>12}"
         lines.append(f"{stage['stage']:<10} {stage['status']:<7} {rows} {stage['seconds']:>9.2f} {rate}")
     lines += [
         f"{'total':<10} {report['status']:<7} {args.rows:>12,} {total:>9.2f} {args.rows / total:>12,.0f}",
         f"COPY floor (bare COPY into an unlogged text table): {floor:.2f} s; pipeline / floor = {total / floor:.1f}x",
-        f"runner peak RSS: {report.get('runner_peak_rss_mib')} MiB; wall time with start-up: "
-        f"{report['wall_seconds']:.2f} s; exit code {report['exit_code']}",
+        f"runner peak RSS: {report.get('runner_peak_rss_mib')} MiB",
+        f"wall time with start-up: {report['wall_seconds']:.2f} s; exit code {report['exit_code']}",
     ]
     print("\n".join(lines))
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")

@@ -461,6 +461,8 @@ def _add_staging_checks(
         # A variant is accepted when what it maps to is accepted.
         if check["rule"] == "allowed_values" and check["column"] == columns.get("status"):
             allowed = {v.strip().lower() for v in check["params"]["values"]}
-            variants = {k for k, v in staging["status_map"].items() if v in allowed}
+            status_map = staging["status_map"]
+            # a value is accepted when what staging stores for it is accepted
+            accepted = {v for v in allowed | set(status_map) if status_map.get(v, v) in allowed}
             check["params"]["normalize"] = True
-            check["params"]["values"] = sorted(allowed | variants)
+            check["params"]["values"] = sorted(accepted)

@@ -29,8 +29,28 @@ BOM = codecs.BOM_UTF8
 RESERVED_COLUMNS = {"landing_record_number", "landing_line_number"}
 RUN_LOCK_KEY = 7_342_002  # one pipeline run per database at a time
 
-# PostgreSQL encoding names -> Python codecs, for reading the header line.
-PY_ENCODINGS = {"UTF8": "utf-8", "LATIN1": "latin-1", "WIN1252": "cp1252", "SQL_ASCII": "ascii"}
+# PostgreSQL encoding names -> Python codecs, for reading the header line only
+# (PostgreSQL decodes the data). LATINn are ISO 8859 parts, not numbered alike.
+LATIN_PARTS = {1: 1, 2: 2, 3: 3, 4: 4, 5: 9, 6: 10, 7: 13, 8: 14, 9: 15, 10: 16}
+NAMED_CODECS = {
+    "UTF8": "utf-8", "UNICODE": "utf-8", "SQLASCII": "latin-1", "KOI8R": "koi8_r", "KOI8U": "koi8_u",
+    "EUCJP": "euc_jp", "EUCKR": "euc_kr", "SJIS": "shift_jis", "BIG5": "big5", "GBK": "gbk",
+    "GB18030": "gb18030", "UHC": "cp949", "JOHAB": "johab",
+}
+
+
+def python_codec(encoding: str) -> str:
+    """The Python codec that reads what PostgreSQL calls ``encoding``."""
+    name = re.sub(r"[-_ ]", "", encoding.upper())
+    if name in NAMED_CODECS:
+        return NAMED_CODECS[name]
+    if match := re.fullmatch(r"WIN(\d+)", name):
+        return f"cp{match.group(1)}"
+    if (match := re.fullmatch(r"LATIN(\d+)", name)) and int(match.group(1)) in LATIN_PARTS:
+        return f"iso8859_{LATIN_PARTS[int(match.group(1))]}"
+    if match := re.fullmatch(r"ISO8859(\d+)", name):
+        return f"iso8859_{match.group(1)}"
+    return encoding
 
 
 class SourceError(Exception):
@@ -81,7 +101,7 @@ def _last_byte(path: Path) -> bytes:
 
 def read_header(path: Path, source: SourceFile, has_bom: bool) -> list[str]:
     """Parse the header record only: the bytes up to the first line break outside quotes."""
-    encoding = PY_ENCODINGS.get(source.encoding.upper().replace("-", ""), source.encoding)
+    encoding = python_codec(source.encoding)
     with path.open("rb") as handle:
         head = handle.read(CHUNK)
     if has_bom:
@@ -112,23 +132,22 @@ def read_header(path: Path, source: SourceFile, has_bom: bool) -> list[str]:
 
 
 def check_rule_columns(config: PipelineConfig, sources: list[dict[str, Any]]) -> None:
-    """Refuse rules on columns no source has, unless the rule is required_columns itself.
+    """Refuse a rule on a column that no source file has (a typo, most likely).
 
-    A column listed in required_columns but missing from a file is a data failure that the
-    validation gate reports; a rule naming a column that no file has is a config mistake.
+    A column that some files have and others lack is data: in the records of the files
+    that lack it the value is missing, and the rules say what that means (a
+    required_columns rule fails on them, a non_null rule counts them).
     """
     required = {c["column"] for c in config.checks if c["rule"] == "required_columns"}
+    known = {column for source in sources for column in source["columns"]}
     for check in config.checks:
         column = check["column"]
-        if column is None or column in required:
+        if column is None or column in required or column in known:
             continue
-        lacking = [s["path"] for s in sources if column not in s["columns"]]
-        if lacking:
-            raise ConfigError(
-                config.expectations_path, check["key"],
-                f"column {column!r} is not in the header of {lacking[0]} "
-                f"(its columns: {', '.join(next(s['columns'] for s in sources if s['path'] == lacking[0]))})",
-            )
+        raise ConfigError(
+            config.expectations_path, check["key"],
+            f"no source file has a column {column!r} (columns: {', '.join(sorted(known))})",
+        )
 
 
 def lock_pipeline(conn: psycopg.Connection) -> None:

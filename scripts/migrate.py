@@ -60,8 +60,10 @@ def apply_pending(
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
         conn.execute(HISTORY_FILE.read_text(encoding="utf-8").encode("utf-8"))
+    files = migration_files(directory)
+    _check_history(conn, files)
     applied_now = []
-    for path in migration_files(directory):
+    for path in files:
         version, description = NAME_RE.match(path.name).groups()
         digest = checksum(path)
         with conn.transaction():
@@ -95,6 +97,27 @@ def apply_pending(
         applied_now.append(version)
         log(f"  applied migration V{version} {description} ({time.perf_counter() - started:.3f} s)")
     return applied_now
+
+
+def _check_history(conn: psycopg.Connection, files: list[Path]) -> None:
+    """Refuse a history the files no longer explain, as Flyway's validate does."""
+    on_disk = {NAME_RE.match(p.name).group(1): p for p in files}
+    applied = [row[0] for row in conn.execute(
+        "SELECT version FROM meta.schema_migrations WHERE is_success ORDER BY version::integer")]
+    missing = [v for v in applied if v not in on_disk]
+    if missing:
+        raise MigrationError(
+            f"migration V{missing[0]} was applied to this database but its file is missing from "
+            f"{_shown(files[0].parent) if files else 'sql/migrations'}; restore it (a migration is never deleted)"
+        )
+    if applied:
+        latest = max(int(v) for v in applied)
+        late = [p for v, p in on_disk.items() if v not in applied and int(v) < latest]
+        if late:
+            raise MigrationError(
+                f"{_shown(late[0])}: V{NAME_RE.match(late[0].name).group(1)} is numbered below V{latest}, "
+                "which is already applied; renumber it above the latest applied migration"
+            )
 
 
 def _record(

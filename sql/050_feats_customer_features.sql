@@ -9,7 +9,6 @@
 --                           NULL (or the configured value) when there is none
 -- Only orders at or before t are in any frame, so nothing later can leak into a row.
 -- Days are 24-hour days: the frames are computed in UTC, whatever the session's zone.
-{%- set units_per_currency = 10 ** staging.amount_scale %}
 SET LOCAL timezone = 'UTC';
 -- The window sort of a million instants fits in memory.
 SET LOCAL work_mem = '512MB';
@@ -30,14 +29,12 @@ WITH orders AS (
 ),
 
 order_instants AS (
-    -- same-instant orders are peers: one row that counts them all. Amounts are summed
-    -- as whole units of the staging scale (cents for scale 2): exact, because staging
-    -- rounded them to that scale, and bigint window sums are much cheaper than numeric.
+    -- same-instant orders are peers: one row that counts them all
     SELECT
         customer_id,
         order_at AS feature_time,
         count(*)::integer AS order_count,
-        sum((amount * {{ units_per_currency | literal }})::bigint) AS revenue_units
+        sum(amount) AS revenue
     FROM orders
     GROUP BY customer_id, order_at
 ),
@@ -48,7 +45,7 @@ windowed AS (
         feature_time,
         {% for days in features.windows_days %}
         sum(order_count) OVER {{ ('last_' ~ days ~ 'd') | ident }} AS {{ ('orders_' ~ days ~ 'd') | ident }},
-        sum(revenue_units) OVER {{ ('last_' ~ days ~ 'd') | ident }} AS {{ ('revenue_units_' ~ days ~ 'd') | ident }},
+        sum(revenue) OVER {{ ('last_' ~ days ~ 'd') | ident }} AS {{ ('revenue_' ~ days ~ 'd') | ident }},
         {% endfor %}
         -- rows are distinct instants, so the previous row is strictly earlier. lag()
         -- ignores the frame, so it shares the first window's pass over the rows.
@@ -68,10 +65,7 @@ SELECT
     feature_time,
     {% for days in features.windows_days %}
     {{ ('orders_' ~ days ~ 'd') | ident }}::bigint AS {{ ('orders_' ~ days ~ 'd') | ident }},
-    round(
-        coalesce({{ ('revenue_units_' ~ days ~ 'd') | ident }}, 0) / {{ units_per_currency | literal }}::numeric,
-        {{ staging.amount_scale | literal }}
-    ) AS {{ ('revenue_' ~ days ~ 'd') | ident }},
+    coalesce({{ ('revenue_' ~ days ~ 'd') | ident }}, 0) AS {{ ('revenue_' ~ days ~ 'd') | ident }},
     {% endfor %}
     coalesce(
         floor(extract(EPOCH FROM feature_time - previous_order_at) / 86400)::integer,

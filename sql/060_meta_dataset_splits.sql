@@ -9,7 +9,8 @@
 -- settings: raw_to_ready.run_id
 SET LOCAL work_mem = '512MB';
 
-CREATE TEMPORARY TABLE split_cuts ON COMMIT DROP AS
+-- One row: where val and test start, and the gap before each.
+CREATE TEMPORARY TABLE split_boundaries ON COMMIT DROP AS
 WITH pivots AS (
     -- one sort finds, for each cut, the instant holding its target row: the first
     -- instant at which the share of rows up to and including it reaches the target
@@ -58,34 +59,34 @@ candidates AS (
             b.pivot_at[2], b.test_rows_below, b.test_rows_above, b.test_next_at
         )
     ) AS c (split, target_rows, pivot_at, rows_below, rows_above, next_at)
+),
+
+chosen_cuts AS (
+    SELECT
+        split,
+        CASE
+            -- no rows at all: every split is empty
+            WHEN pivot_at IS NULL THEN 'infinity'::timestamptz
+            -- the closer of the two cuts; the earlier one on a tie
+            WHEN target_rows - rows_below <= rows_above - target_rows THEN pivot_at
+            -- 'infinity' is the cut after the last instant (an empty split)
+            ELSE coalesce(next_at, 'infinity'::timestamptz)
+        END AS cut_at
+    FROM candidates
 )
 
 SELECT
-    split,
-    CASE
-        -- no rows at all: every split is empty
-        WHEN pivot_at IS NULL THEN 'infinity'::timestamptz
-        -- the closer of the two cuts; the earlier one on a tie
-        WHEN target_rows - rows_below <= rows_above - target_rows THEN pivot_at
-        -- 'infinity' is the cut after the last instant (an empty split)
-        ELSE coalesce(next_at, 'infinity'::timestamptz)
-    END AS cut_at
-FROM candidates;
+    max(cut_at) FILTER (WHERE split = 'val') AS val_starts_at,
+    -- the test cut can never come before the val cut
+    greatest(max(cut_at) FILTER (WHERE split = 'test'), max(cut_at) FILTER (WHERE split = 'val'))
+        AS test_starts_at,
+    make_interval(secs => {{ splits.gap_days | literal }}::double precision * 86400) AS gap
+FROM chosen_cuts;
 
 TRUNCATE meta.dataset_splits;
 
 INSERT INTO meta.dataset_splits (customer_id, feature_time, split, run_id)
-WITH cuts AS (
-    SELECT
-        max(cut_at) FILTER (WHERE split = 'val') AS val_starts_at,
-        -- the test cut can never come before the val cut
-        greatest(max(cut_at) FILTER (WHERE split = 'test'), max(cut_at) FILTER (WHERE split = 'val'))
-            AS test_starts_at,
-        make_interval(secs => {{ splits.gap_days | literal }}::double precision * 86400) AS gap
-    FROM split_cuts
-),
-
-labelled AS (
+WITH labelled AS (
     SELECT
         f.customer_id,
         f.feature_time,
@@ -97,7 +98,7 @@ labelled AS (
             ELSE 'train'
         END AS split
     FROM feats.customer_features AS f
-    CROSS JOIN cuts
+    CROSS JOIN split_boundaries AS cuts
 )
 
 SELECT
@@ -112,15 +113,7 @@ WHERE split != 'gap';
 INSERT INTO meta.split_cutoffs (
     run_id, split, starts_at, ends_before, row_count, gap_row_count, fraction, target_fraction
 )
-WITH cuts AS (
-    SELECT
-        max(cut_at) FILTER (WHERE split = 'val') AS val_starts_at,
-        greatest(max(cut_at) FILTER (WHERE split = 'test'), max(cut_at) FILTER (WHERE split = 'val'))
-            AS test_starts_at
-    FROM split_cuts
-),
-
-totals AS (
+WITH totals AS (
     SELECT count(*) AS total_rows FROM feats.customer_features
 ),
 
@@ -130,7 +123,7 @@ split_bounds AS (
         b.starts_at,
         b.ends_before,
         b.target_fraction
-    FROM cuts
+    FROM split_boundaries AS cuts
     CROSS JOIN LATERAL (
         VALUES
         ('train', NULL::timestamptz, cuts.val_starts_at, {{ splits.train | literal }}::numeric),

@@ -138,3 +138,26 @@ def test_real_uci_invoice_lines_ingest_completely(project, db_url):
     assert query(db_url, "SELECT count(*) > 0 FROM raw.raw_events"
                          " WHERE payload ->> 'Description' = 'AIRLINE LOUNGE,METAL SIGN'") == [(True,)]
     assert sum(s["ingested_rows"] for s in report["sources"]) == 105_335
+
+
+@pytest.mark.parametrize(("encoding", "codec", "text"), [
+    ("WIN1251", "cp1251", "Москва"),
+    ("KOI8R", "koi8_r", "Москва"),
+    ("LATIN2", "iso8859_2", "Łódź"),
+    ("WIN1252", "cp1252", "café €"),
+])
+def test_postgresql_encodings_ingest_to_the_same_text(project, db_url, encoding, codec, text):
+    """A file in a PostgreSQL-supported encoding arrives as the same text (UTF-8 in JSONB)."""
+    project.write_csv("orders.csv", (HEADER + f"O1,{text},2024-01-01,1.00,completed\n").encode(codec))
+    config = project.write_config(sources=[{"name": "orders", "paths": "data/raw/orders.csv", "encoding": encoding}])
+    assert ingest(config, db_url)[0] == EXIT_PASSED
+    assert query(db_url, "SELECT payload ->> 'customer_id' FROM raw.raw_events") == [(text,)]
+
+
+def test_semicolon_delimiter_and_single_quote_quoting(project, db_url):
+    project.write_csv("orders.csv", "order_id;customer_id;order_ts;amount;status\nO1;'C;1';2024-01-01;1,50;x\n")
+    config = project.write_config(sources=[{"name": "orders", "paths": "data/raw/orders.csv",
+                                            "delimiter": ";", "quote": "'"}])
+    assert ingest(config, db_url)[0] == EXIT_PASSED
+    assert query(db_url, "SELECT payload FROM raw.raw_events") == [
+        ({"order_id": "O1", "customer_id": "C;1", "order_ts": "2024-01-01", "amount": "1,50", "status": "x"},)]

@@ -79,3 +79,23 @@ def test_history_refuses_two_successes_for_one_version(conn):
     with pytest.raises(psycopg.errors.UniqueViolation):
         conn.execute("INSERT INTO meta.schema_migrations (version, description, script, checksum_sha256,"
                      " execution_ms, is_success) VALUES ('001', 'x', 'x', 'x', 0, true)")
+
+
+def test_deleted_migration_is_refused(conn, tmp_path):
+    directory = tmp_path / "migrations"
+    shutil.copytree(migrate.MIGRATIONS_DIR, directory)
+    migrate.apply_pending(conn, directory=directory, log=lambda _: None)
+    (directory / "V003__create_stg_orders.sql").unlink()
+    with pytest.raises(migrate.MigrationError, match="V003 was applied to this database but its file is missing"):
+        migrate.apply_pending(conn, directory=directory, log=lambda _: None)
+
+
+def test_migration_numbered_below_the_latest_applied_is_refused(conn, tmp_path):
+    directory = tmp_path / "migrations"
+    shutil.copytree(migrate.MIGRATIONS_DIR, directory)
+    (directory / "V900__later.sql").write_text("SELECT 1;\n")
+    migrate.apply_pending(conn, directory=directory, log=lambda _: None)
+    (directory / "V800__forgotten.sql").write_text("CREATE TABLE stg.forgotten (id int);\n")
+    with pytest.raises(migrate.MigrationError, match="V800__forgotten.sql: V800 is numbered below V900"):
+        migrate.apply_pending(conn, directory=directory, log=lambda _: None)
+    assert query(conn, "SELECT to_regclass('stg.forgotten')") == [(None,)]

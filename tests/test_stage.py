@@ -253,3 +253,12 @@ def test_orders_of_a_file_no_longer_named_leave_staging(project, db_factory):
     features = "SELECT * FROM feats.customer_features ORDER BY customer_id, feature_time"
     assert query(history, features) == query(fresh, features) != []
     assert last["feature_version"] == direct["feature_version"]
+
+
+def test_huge_amounts_flow_through_to_features(project, db_url):
+    """A valid number far beyond bigint (1e20) is staged and summed exactly."""
+    project.write_csv("orders.csv", lines(["O1,C1,2024-01-01 10:00:00,100000000000000000000,completed",
+                                           "O2,C1,2024-01-02 10:00:00,0.01,completed"]))
+    assert run_pipeline(project.write_config(), db_url)[0] == EXIT_PASSED
+    assert query(db_url, "SELECT revenue_7d FROM feats.customer_features ORDER BY feature_time") == [
+        (Decimal("100000000000000000000.00"),), (Decimal("100000000000000000000.01"),)]

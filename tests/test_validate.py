@@ -682,3 +682,18 @@ def test_real_uci_failing_counts_match_source_md(project, db_url):
     expected = _python_csv_offenders(files)
     for check_id, offenders in expected.items():
         assert [(s["file_path"], s["line_number"]) for s in by_id[check_id]["samples"]] == offenders, check_id
+
+
+def test_allowed_values_refuse_an_allowed_value_that_the_map_sends_elsewhere(project, db_url):
+    """With allowed [completed] and status_map {completed: done}, 'completed' would be
+    stored as 'done', which is not allowed: it offends."""
+    project.write_csv("orders.csv", lines([
+        "O1,C1,2024-01-01,1,completed",        # line 2: staged as 'done'
+        "O2,C2,2024-01-01,1,finished",         # line 3: staged as 'completed': ok
+    ]))
+    config = project.write_config(expectations={"allowed_values": {"status": ["completed"]}},
+                                  staging={"status_map": {"completed": "done", "finished": "completed"}})
+    code, report = validate(config, db_url, through="stage")
+    check = checks(report)["allowed_values.status"]
+    assert (check["status"], check["failing_count"], samples(check)) == ("fail", 1, [(ORDERS, 2, "completed")])
+    assert code == EXIT_VALIDATION_FAILED
