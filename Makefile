@@ -8,6 +8,9 @@ CONFIG ?= configs/pipeline.yaml
 ROWS ?= 1000000
 BENCH_ARGS ?=
 PYTEST_ARGS ?=
+# PostgreSQL major version of the embedded server (18 by default; 16 is the oldest supported)
+PG_VERSION ?= 18
+export PGSERVER_POSTGRES_VERSION := $(PG_VERSION)
 RUN := $(PY) -m scripts.run --config $(CONFIG)
 
 .DEFAULT_GOAL := help
@@ -64,8 +67,8 @@ lint: install ## Lint sql/ with sqlfluff (.sqlfluff)
 	@echo "== sqlfluff lint sql/"
 	$(PY) -m sqlfluff lint sql/
 
-test: lint ## Lint, then run every test suite against a real PostgreSQL
-	@echo "== pytest (TEST_DATABASE_URL or a throwaway embedded server)"
+test: lint ## Lint, then run every test suite against a real PostgreSQL (PG_VERSION=16 for 16)
+	@echo "== pytest (TEST_DATABASE_URL, or a throwaway embedded PostgreSQL $(PG_VERSION))"
 	$(PY) -m pytest tests -ra $(PYTEST_ARGS)
 
 bench: install ## Benchmark every stage on ROWS generated orders (ROWS=1000000 BENCH_ARGS=--dirty)

@@ -193,6 +193,24 @@ def copy_statement(source: dict[str, Any]) -> sql.Composed:
     )
 
 
+def psql_ingest_script(source: dict[str, Any], rendered: list[str]) -> str:
+    """A psql script that ingests ``source`` the way the runner does, with \\copy."""
+    landing, line_numbers, events = rendered
+    copy = copy_statement(source).as_string(None).replace("COPY raw_landing", "\\copy raw_landing", 1)
+    copy = copy.replace("FROM STDIN", "FROM " + sql.Literal(source["path"]).as_string(None), 1)
+    return (
+        f"-- Ingests {source['path']} (sha256 {source['sha256']}) with psql, as the runner does.\n"
+        "-- From the directory the config's paths are relative to (the repository root):\n"
+        f"--   psql -v ON_ERROR_STOP=1 -v run_id=manual-1 --single-transaction -f <this file>\n"
+        "-- Re-ingesting a file whose sha256 is stored fails on raw.ingested_files' primary key.\n"
+        "SET raw_to_ready.run_id = :'run_id';\n"
+        f"\\ir {landing}\n"
+        f"{copy}\n"
+        f"\\ir {line_numbers}\n"
+        f"\\ir {events}\n"
+    )
+
+
 def ingest_file(
     conn: psycopg.Connection,
     source: dict[str, Any],

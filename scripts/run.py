@@ -527,11 +527,16 @@ def render_all(config_path: str | Path, out_dir: Path) -> list[Path]:
         target.write_bytes(path.read_bytes())
         written.append(target)
     for index, source in enumerate(sources, start=1):
+        parts = []
         for name, text in ingest.render_ingest(source):
             stem, ext = os.path.splitext(name)
             target = out_dir / f"{stem}.file{index}{ext}"
             target.write_text(text, encoding="utf-8")
             written.append(target)
+            parts.append(target.name)
+        target = out_dir / f"ingest.file{index}.psql"
+        target.write_text(ingest.psql_ingest_script(source, parts), encoding="utf-8")
+        written.append(target)
     for stage in STAGE_FILES:
         for name, text in render_stage(config, stage, batch):
             target = out_dir / name
