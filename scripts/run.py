@@ -49,7 +49,8 @@ STAGE_FILES = {
     "splits": ["060_meta_dataset_splits.sql"],
     "registry": ["070_meta_feature_registry.sql"],
 }
-INGEST_FILES = ["010_raw_landing.sql", "015_raw_landing_line_numbers.sql", "020_raw_events.sql"]
+INGEST_FILES = ["010_raw_landing.sql", "015_raw_landing_line_numbers.sql", "020_raw_events.sql",
+                "025_raw_events_analyze.sql"]
 ARTIFACTS = Path("artifacts")
 
 
@@ -187,6 +188,10 @@ def stage_ingest(run: Run) -> None:
                 added = ingest.ingest_file(run.conn, source, index, lambda n, t, s: save_sql(run, n, t, s), log)
                 source["ingested_rows"] = added
                 total += added
+            if total:
+                name = "025_raw_events_analyze.sql"
+                text = sqltemplate.render(name, {})
+                execute_sql(run.conn, name, text, save_sql(run, name, text))
         record["rows"] = total
 
 
@@ -223,7 +228,7 @@ def run_files(run: Run, stage: str, record: dict[str, Any]) -> None:
         results += execute_sql(run.conn, name, text, path)
     if stage == "stage":
         # orders added, changed or removed: an unchanged re-run reports 0
-        record["rows"] = sum(rows for command, rows in results if command in ("INSERT", "UPDATE", "DELETE"))
+        record["rows"] = sum(rows for command, rows in results if command in ("INSERT", "UPDATE", "DELETE", "MERGE"))
     else:
         # the table a stage builds is its largest statement
         record["rows"] = max((rows for _, rows in results), default=0)

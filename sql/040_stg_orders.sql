@@ -56,24 +56,8 @@ SELECT DISTINCT ON (t.order_id) t.*
 FROM typed_orders AS t
 ORDER BY t.order_id ASC, t.source_event_id DESC;
 
--- Orders already staged whose values changed take the new values and lineage; an
--- order whose values did not change keeps its row (and its lineage) untouched.
-UPDATE stg.orders AS o
-SET
-    customer_id = b.customer_id,
-    order_at = b.order_at,
-    amount = b.amount,
-    status = b.status,
-    source_event_id = b.source_event_id,
-    file_sha256 = b.file_sha256,
-    line_number = b.line_number,
-    staged_run_id = current_setting('raw_to_ready.run_id'),
-    staged_at = transaction_timestamp()
-FROM staged_batch AS b
-WHERE
-    o.order_id = b.order_id
-    AND (o.customer_id, o.order_at, o.amount, o.status)
-    IS DISTINCT FROM (b.customer_id, b.order_at, b.amount, b.status);
+-- A temporary table has no statistics until analyzed; the joins below need them.
+ANALYZE staged_batch;
 
 -- Orders that are in no file the config names any more leave staging: stg.orders holds
 -- exactly the batch, so the features (and their version) follow from the named files
@@ -85,25 +69,36 @@ WHERE NOT EXISTS (
         WHERE b.order_id = o.order_id
     );
 
--- New orders are appended.
-INSERT INTO stg.orders (
+-- One join adds new orders and updates changed ones: a changed order takes the new
+-- values and lineage; an unchanged one keeps its row (and its lineage) untouched.
+MERGE INTO stg.orders AS o
+USING staged_batch AS b
+    ON o.order_id = b.order_id
+WHEN MATCHED
+AND (o.customer_id, o.order_at, o.amount, o.status)
+IS DISTINCT FROM (b.customer_id, b.order_at, b.amount, b.status)
+THEN
+    UPDATE
+        SET
+            customer_id = b.customer_id,
+            order_at = b.order_at,
+            amount = b.amount,
+            status = b.status,
+            source_event_id = b.source_event_id,
+            file_sha256 = b.file_sha256,
+            line_number = b.line_number,
+            staged_run_id = current_setting('raw_to_ready.run_id'),
+            staged_at = transaction_timestamp()
+WHEN NOT MATCHED
+THEN INSERT (
     order_id, customer_id, order_at, amount, status,
     source_event_id, file_sha256, line_number, staged_run_id, staged_at
 )
-SELECT
-    b.order_id,
-    b.customer_id,
-    b.order_at,
-    b.amount,
-    b.status,
-    b.source_event_id,
-    b.file_sha256,
-    b.line_number,
-    current_setting('raw_to_ready.run_id') AS staged_run_id,
-    transaction_timestamp() AS staged_at
-FROM staged_batch AS b
-WHERE NOT EXISTS (
-        SELECT 1
-        FROM stg.orders AS o
-        WHERE o.order_id = b.order_id
-    );
+VALUES (
+    b.order_id, b.customer_id, b.order_at, b.amount, b.status,
+    b.source_event_id, b.file_sha256, b.line_number,
+    current_setting('raw_to_ready.run_id'), transaction_timestamp()
+);
+
+-- Fresh statistics for the features stage's plan.
+ANALYZE stg.orders;

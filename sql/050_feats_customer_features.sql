@@ -79,3 +79,6 @@ ADD CONSTRAINT customer_features_pkey PRIMARY KEY (customer_id, feature_time);
 COMMENT ON TABLE feats.customer_features IS
 'Point-in-time customer features: one row per customer and order instant. '
 'See sql/050_feats_customer_features.sql for the definitions.';
+
+-- Fresh statistics for the splits stage's plan.
+ANALYZE feats.customer_features;
