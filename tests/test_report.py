@@ -7,6 +7,9 @@ import os
 import subprocess
 import sys
 
+import psycopg
+
+from scripts import ingest
 from scripts.run import EXIT_PASSED, EXIT_RUNTIME, EXIT_USAGE, EXIT_VALIDATION_FAILED, run_pipeline
 from tests.helpers import HEADER, REPO_ROOT
 
@@ -158,3 +161,16 @@ def test_unreadable_config_is_a_config_error_not_a_traceback(project, db_url):
     code, report = run_pipeline("configs/adir.yaml", db_url)
     assert code == EXIT_USAGE and "cannot read" in report["errors"][0]
     assert (project.root / "artifacts" / "reports" / f"{report['run_id']}.json").exists()
+
+
+def test_one_run_per_database_at_a_time(project, db_url):
+    """A second run while another holds the pipeline lock stops at once, says why, and
+    changes nothing."""
+    project.write_csv("orders.csv", GOOD)
+    config = project.write_config()
+    with psycopg.connect(db_url, autocommit=True) as other:
+        other.execute("SELECT pg_advisory_lock(%s)", (ingest.RUN_LOCK_KEY,))
+        code, report = run_pipeline(config, db_url)
+    assert code == EXIT_RUNTIME
+    assert "another pipeline run holds the lock" in report["errors"][0]
+    assert run_pipeline(config, db_url)[0] == EXIT_PASSED  # the lock ends with its session
