@@ -7,6 +7,21 @@
 -- settings: raw_to_ready.run_id
 {%- set row_checks = checks | rejectattr('rule', 'in', ['unique', 'exact_duplicates', 'min_rows']) | list %}
 {%- set unique_checks = checks | selectattr('rule', 'equalto', 'unique') | list %}
+{#- A row rule's own macro; for unique, the record's key carries more than one distinct
+    record in the batch. -#}
+{%- macro offends(check) -%}
+{%- if check.rule == 'unique' -%}
+{{ rules.trimmed(rules.field(check)) }} IN (
+            SELECT {{ rules.trimmed('k.payload ->> ' ~ (check.column | literal)) }}
+            FROM batch_events AS k
+            WHERE nullif({{ rules.trimmed('k.payload ->> ' ~ (check.column | literal)) }}, '') IS NOT NULL
+            GROUP BY {{ rules.trimmed('k.payload ->> ' ~ (check.column | literal)) }}
+            HAVING count(DISTINCT k.payload) > 1
+        )
+{%- else -%}
+{{ rules[check.rule](check) }}
+{%- endif -%}
+{%- endmacro %}
 INSERT INTO meta.validation_failures (
     run_id, check_id, event_id, file_path, line_number, failing_value, payload
 )
@@ -31,7 +46,7 @@ batch_events AS (
 ),
 
 offending AS (
-    {%- for check in row_checks %}
+    {%- for check in row_checks + unique_checks %}
     SELECT
         {{ check.id | literal }} AS check_id,
         e.event_id,
@@ -42,28 +57,7 @@ offending AS (
     FROM batch_events AS e
     WHERE
         {{ check.id | literal }} IN (SELECT f.check_id FROM flagged_checks AS f)
-        AND {{ rules[check.rule](check) }}
-    UNION ALL
-    {%- endfor %}
-    {%- for check in unique_checks %}
-    SELECT
-        {{ check.id | literal }} AS check_id,
-        e.event_id,
-        e.file_path,
-        e.line_number,
-        {{ rules.field(check) }} AS failing_value,
-        e.payload
-    FROM batch_events AS e
-    WHERE
-        {{ check.id | literal }} IN (SELECT f.check_id FROM flagged_checks AS f)
-        AND {{ rules.trimmed(rules.field(check)) }} IN (
-            -- keys that carry more than one distinct record
-            SELECT {{ rules.trimmed('k.payload ->> ' ~ (check.column | literal)) }}
-            FROM batch_events AS k
-            WHERE nullif({{ rules.trimmed('k.payload ->> ' ~ (check.column | literal)) }}, '') IS NOT NULL
-            GROUP BY {{ rules.trimmed('k.payload ->> ' ~ (check.column | literal)) }}
-            HAVING count(DISTINCT k.payload) > 1
-        )
+        AND {{ offends(check) }}
     UNION ALL
     {%- endfor %}
     -- every copy of a record after its first is an exact repeat
