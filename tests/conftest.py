@@ -86,3 +86,10 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Project:
     """Run from a scratch folder so configs, data and artifacts stay inside tmp_path."""
     monkeypatch.chdir(tmp_path)
     return Project(tmp_path)
+
+
+def pytest_report_header(config: pytest.Config) -> str:
+    """Say which PostgreSQL the suites run against (CI runs them on 18 and on 16)."""
+    if os.environ.get("TEST_DATABASE_URL"):
+        return "PostgreSQL: TEST_DATABASE_URL"
+    return f"PostgreSQL: throwaway embedded server, major version {os.environ.get('PGSERVER_POSTGRES_VERSION', '18')}"
