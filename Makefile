@@ -9,7 +9,7 @@ ROWS ?= 1000000
 BENCH_ARGS ?=
 PYTEST_ARGS ?=
 # PostgreSQL major version of the embedded server (18 by default; 16 is the oldest supported)
-PG_VERSION ?= 18
+PG_VERSION ?= $(or $(PGSERVER_POSTGRES_VERSION),18)
 export PGSERVER_POSTGRES_VERSION := $(PG_VERSION)
 RUN := $(PY) -m scripts.run --config $(CONFIG)
 

@@ -200,7 +200,10 @@ def _columns(path: Path, columns: Any) -> dict[str, str | None]:
 
 
 def _staging(path: Path, raw: dict[str, Any]) -> dict[str, Any]:
-    staging = _mapping(path, raw, "staging", {"source_timezone", "amount_scale", "status_map"})
+    staging = _mapping(path, raw, "staging", {"source_timezone", "amount_scale", "status_map", "date_order"})
+    date_order = str(staging.get("date_order", "MDY")).upper()
+    if date_order not in ("MDY", "DMY", "YMD"):
+        raise ConfigError(path, "staging.date_order", f"must be MDY, DMY or YMD, got {staging.get('date_order')!r}")
     tz = staging.get("source_timezone", "UTC")
     try:
         zoneinfo.ZoneInfo(str(tz))
@@ -212,7 +215,7 @@ def _staging(path: Path, raw: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError(path, "staging.status_map", "must map status variants (strings) to standard statuses")
     # Variants are matched after trimming and lower-casing, like every status.
     status_map = {k.strip().lower(): v.strip().lower() for k, v in status_map.items()}
-    return {"source_timezone": str(tz), "amount_scale": scale, "status_map": status_map}
+    return {"source_timezone": str(tz), "amount_scale": scale, "status_map": status_map, "date_order": date_order}
 
 
 def _features(path: Path, raw: dict[str, Any]) -> dict[str, Any]:

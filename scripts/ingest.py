@@ -89,7 +89,7 @@ def describe_source(source: SourceFile) -> dict[str, Any]:
         "newlines": newlines,
         "has_bom": has_bom,
         "ends_with_newline": size > 0 and _last_byte(path) == b"\n",
-        "columns": read_header(path, source, has_bom),
+        **read_header(path, source, has_bom),
     }
 
 
@@ -99,8 +99,12 @@ def _last_byte(path: Path) -> bytes:
         return handle.read(1)
 
 
-def read_header(path: Path, source: SourceFile, has_bom: bool) -> list[str]:
-    """Parse the header record only: the bytes up to the first line break outside quotes."""
+def read_header(path: Path, source: SourceFile, has_bom: bool) -> dict[str, Any]:
+    """Parse the header record only: the bytes up to the first line break outside quotes.
+
+    Returns its column names and how many physical lines it spans (a quoted header name
+    may hold a line break), which is where the first record's line numbers start.
+    """
     encoding = python_codec(source.encoding)
     with path.open("rb") as handle:
         head = handle.read(CHUNK)
@@ -128,7 +132,7 @@ def read_header(path: Path, source: SourceFile, has_bom: bool) -> list[str]:
     duplicated = sorted({n for n in header if header.count(n) > 1})
     if duplicated:
         raise SourceError(f"{path}:1: header names column {duplicated[0]!r} more than once")
-    return header
+    return {"columns": header, "header_lines": max(1, raw_header.count(b"\n"))}
 
 
 def check_rule_columns(config: PipelineConfig, sources: list[dict[str, Any]]) -> None:
@@ -176,6 +180,7 @@ def render_ingest(source: dict[str, Any]) -> list[tuple[str, str]]:
         "source_name": source["source_name"],
         "file_path": source["path"],
         "file_bytes": source["bytes"],
+        "header_lines": source["header_lines"],
     }
     return [(name, sqltemplate.render(name, context)) for name in
             ("010_raw_landing.sql", "015_raw_landing_line_numbers.sql", "020_raw_events.sql")]
@@ -240,8 +245,8 @@ def ingest_file(
             records = cur.rowcount
     except psycopg.Error as exc:
         raise IngestError(describe_copy_error(exc, source)) from None
-    # More line breaks than records + header means some quoted fields span lines.
-    expected_breaks = records + 1 - (0 if source["ends_with_newline"] else 1)
+    # More line breaks than the header's and one per record means quoted fields span lines.
+    expected_breaks = records + source["header_lines"] - (0 if source["ends_with_newline"] else 1)
     if source["newlines"] > expected_breaks:
         text = rendered["015_raw_landing_line_numbers.sql"]
         execute_sql(conn, "015_raw_landing_line_numbers.sql", text,

@@ -293,6 +293,7 @@ def stage_sql(run: Run, stage: str) -> None:
                     {**row, "starts_at": _iso(row["starts_at"]), "ends_before": _iso(row["ends_before"])}
                     for row in cur.fetchall()
                 ]
+            record["rows"] = sum(split["row_count"] for split in run.splits)  # rows assigned to a split
             for split in run.splits:
                 span = (f"from {split['starts_at'] or 'the start'} to before {split['ends_before'] or 'the end'}"
                         if split["row_count"] else "empty")
@@ -565,9 +566,15 @@ def main(argv: list[str] | None = None) -> int:
     if args.render:
         try:
             written = render_all(args.config, Path(args.out))
-        except (ConfigError, ingest.SourceError, sqltemplate.TemplateError) as exc:
+        except ConfigError as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_USAGE
+        except (ingest.SourceError, sqltemplate.TemplateError, migrate.MigrationError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_RUNTIME
+        except OSError as exc:
+            print(f"error: {exc.filename or args.out}: {exc.strerror or exc}", file=sys.stderr)
+            return EXIT_RUNTIME
         for path in written:
             log(f"rendered {path}")
         return EXIT_PASSED

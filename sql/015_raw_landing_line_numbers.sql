@@ -2,7 +2,7 @@
 -- grain: updates raw_landing, one row per CSV record
 -- requires: 010_raw_landing.sql, filled by COPY
 -- The runner runs this only when the file has more line breaks than records: otherwise
--- record N starts on line N + 1 and the default in 020 is exact and free.
+-- record N starts on line N + header_lines and the default in 020 is exact and free.
 WITH record_breaks AS (
     SELECT
         landing_record_number,
@@ -14,7 +14,7 @@ WITH record_breaks AS (
 record_lines AS (
     SELECT
         landing_record_number,
-        landing_record_number + 1 + coalesce(sum(embedded_breaks) OVER (
+        landing_record_number + {{ header_lines | literal }} + coalesce(sum(embedded_breaks) OVER (
             ORDER BY landing_record_number
             ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING
         ), 0) AS line_number

@@ -10,8 +10,9 @@ SELECT
     {{ file_sha256 | literal }} AS file_sha256,
     {{ source_name | literal }} AS source_name,
     {{ file_path | literal }} AS file_path,
-    -- without embedded line breaks, record N starts on line N + 1 (line 1 is the header)
-    coalesce(l.landing_line_number, l.landing_record_number + 1) AS line_number,
+    -- without embedded line breaks, record N starts on line N + header_lines (a header
+    -- usually takes line 1 alone)
+    coalesce(l.landing_line_number, l.landing_record_number + {{ header_lines | literal }}) AS line_number,
     l.landing_record_number AS record_number,
     current_setting('raw_to_ready.run_id') AS run_id,
     transaction_timestamp() AS ingested_at,

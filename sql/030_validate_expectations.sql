@@ -7,7 +7,7 @@
 -- settings: raw_to_ready.run_id
 {%- set row_checks = checks | rejectattr('rule', 'in', ['unique', 'exact_duplicates', 'min_rows']) | list %}
 {%- set unique_columns = checks | selectattr('rule', 'equalto', 'unique') | map(attribute='column') | list %}
-{%- set key_columns = ([columns.order_id] + unique_columns) | unique | list %}
+{%- set key_columns = ([columns.order_id] + unique_columns) | unique(case_sensitive=true) | list %}
 {#- A threshold is '>' or '>=' a count, or a percentage of the batch's rows; the
     percentage is compared exactly (count * 100 against value * rows), not rounded. -#}
 {%- macro breaches(kind) -%}
@@ -24,12 +24,15 @@ CASE c.{{ kind }}_op
 -- Both passes run as CREATE TABLE AS so that PostgreSQL can scan with parallel
 -- workers (an INSERT ... SELECT never runs in parallel).
 SET LOCAL work_mem = '256MB';
+-- Dates are parsed as staging will parse them, never by the server's DateStyle.
+SET LOCAL datestyle = {{ ('ISO, ' ~ staging.date_order) | literal }};
 
--- Pass 1: every row rule in one aggregate scan of the batch.
+-- Pass 1: every row rule in one aggregate scan of the batch. Columns are named by
+-- position: a check id may be longer than PostgreSQL's 63-byte names.
 CREATE TEMPORARY TABLE validation_row_counts ON COMMIT DROP AS
 SELECT
     {%- for check in row_checks %}
-    count(*) FILTER (WHERE {{ rules[check.rule](check) }}) AS {{ check.id | ident }},
+    count(*) FILTER (WHERE {{ rules[check.rule](check) }}) AS {{ ('row_check_' ~ loop.index) | ident }},
     {%- endfor %}
     count(*) AS row_count
 FROM raw.raw_events AS e
@@ -103,7 +106,7 @@ key_counts AS (
             SELECT f.conflicting
             FROM key_failures AS f
             WHERE f.column_name = {{ column | literal }}
-        ), 0) AS {{ ('unique.' ~ column) | ident }},
+        ), 0) AS {{ ('key_check_' ~ loop.index) | ident }},
         {%- endfor %}
         coalesce((
             SELECT f.exact_repeats
@@ -127,7 +130,8 @@ check_counts AS (
         c.warn_is_percent,
         c.failing_count,
         r.row_count,
-        round(100.0 * c.failing_count / greatest(r.row_count, 1), 4) AS failing_percent
+        -- a share of the batch's rows (min_rows: of the minimum), so at most 100
+        least(round(100.0 * c.failing_count / greatest(r.row_count, 1), 4), 100) AS failing_percent
     FROM validation_row_counts AS r
     CROSS JOIN key_counts AS k
     CROSS JOIN LATERAL (
@@ -141,14 +145,14 @@ check_counts AS (
             {{ check.warn_if.op | literal }}, {{ check.warn_if.value | literal }}::numeric,
             {{ check.warn_if.percent | literal }},
             {%- if check.rule == 'unique' %}
-            k.{{ check.id | ident }}
+            k.{{ ('key_check_' ~ (key_columns.index(check.column) + 1)) | ident }}
             {%- elif check.rule == 'exact_duplicates' %}
             k.exact_repeat_count
             {%- elif check.rule == 'min_rows' %}
             -- how many rows short of the minimum
             greatest({{ check.params['min'] | literal }} - r.row_count, 0)
             {%- else %}
-            r.{{ check.id | ident }}
+            r.{{ ('row_check_' ~ (row_checks.index(check) + 1)) | ident }}
             {%- endif %}
         ){{ "," if not loop.last }}
         {%- endfor %}

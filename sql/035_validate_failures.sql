@@ -22,6 +22,9 @@
 {{ rules[check.rule](check) }}
 {%- endif -%}
 {%- endmacro %}
+-- Dates are parsed as staging will parse them, never by the server's DateStyle.
+SET LOCAL datestyle = {{ ('ISO, ' ~ staging.date_order) | literal }};
+
 INSERT INTO meta.validation_failures (
     run_id, check_id, event_id, file_path, line_number, failing_value, payload
 )

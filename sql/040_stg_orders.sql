@@ -9,6 +9,8 @@
 -- Naive source timestamps are read in the configured source time zone; timestamps
 -- with an explicit offset keep it. Either way order_at is an absolute instant.
 SET LOCAL timezone = {{ staging.source_timezone | literal }};
+-- Ambiguous dates (01/02/2024) are read in the configured order, never the server's.
+SET LOCAL datestyle = {{ ('ISO, ' ~ staging.date_order) | literal }};
 
 -- Casting and sorting a million records wants memory, not temporary files.
 SET LOCAL work_mem = '512MB';
@@ -20,6 +22,7 @@ WITH batch_events AS (
         e.event_id,
         e.file_sha256,
         e.line_number,
+        e.record_number,
         e.payload
     FROM raw.raw_events AS e
     WHERE e.file_sha256 = ANY({{ batch_file_sha256s | literal }}::text[])
@@ -47,14 +50,27 @@ typed_orders AS (
         {%- endif %}
         e.event_id AS source_event_id,
         e.file_sha256,
-        e.line_number
+        e.line_number,
+        -- where the record stands in the batch: the file's place in the config, then
+        -- the record's place in the file (not the order files happened to be ingested)
+        array_position({{ batch_file_sha256s | literal }}::text[], e.file_sha256) AS file_position,
+        e.record_number
     FROM batch_events AS e
 )
 
--- validation allows only exact repeats of an order; keep its latest record
-SELECT DISTINCT ON (t.order_id) t.*
+-- validation allows only exact repeats of an order (unless unique was relaxed); the
+-- record latest in the batch wins, so the same named files always give the same row
+SELECT DISTINCT ON (t.order_id)
+    t.order_id,
+    t.customer_id,
+    t.order_at,
+    t.amount,
+    t.status,
+    t.source_event_id,
+    t.file_sha256,
+    t.line_number
 FROM typed_orders AS t
-ORDER BY t.order_id ASC, t.source_event_id DESC;
+ORDER BY t.order_id ASC, t.file_position DESC, t.record_number DESC;
 
 -- A temporary table has no statistics until analyzed; the joins below need them.
 ANALYZE staged_batch;
@@ -69,14 +85,15 @@ WHERE NOT EXISTS (
         WHERE b.order_id = o.order_id
     );
 
--- One join adds new orders and updates changed ones: a changed order takes the new
--- values and lineage; an unchanged one keeps its row (and its lineage) untouched.
+-- One join adds new orders and updates changed ones: a changed order (new values, or
+-- the same values now from another record) takes the new values and lineage; an
+-- unchanged one keeps its row untouched.
 MERGE INTO stg.orders AS o
 USING staged_batch AS b
     ON o.order_id = b.order_id
 WHEN MATCHED
-AND (o.customer_id, o.order_at, o.amount, o.status)
-IS DISTINCT FROM (b.customer_id, b.order_at, b.amount, b.status)
+AND (o.customer_id, o.order_at, o.amount, o.status, o.source_event_id)
+IS DISTINCT FROM (b.customer_id, b.order_at, b.amount, b.status, b.source_event_id)
 THEN
     UPDATE
         SET

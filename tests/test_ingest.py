@@ -161,3 +161,17 @@ def test_semicolon_delimiter_and_single_quote_quoting(project, db_url):
     assert ingest(config, db_url)[0] == EXIT_PASSED
     assert query(db_url, "SELECT payload FROM raw.raw_events") == [
         ({"order_id": "O1", "customer_id": "C;1", "order_ts": "2024-01-01", "amount": "1,50", "status": "x"},)]
+
+
+def test_a_header_spanning_two_lines_shifts_line_numbers(project, db_url):
+    """A quoted header name holding a line break makes the header two lines long: the
+    first record starts on line 3 (counted by hand), with or without breaks in records."""
+    project.write_csv("plain.csv", 'order_id,"sta\ntus"\nO1,a\nO2,b\n')
+    project.write_csv("broken.csv", 'order_id,"sta\ntus"\nO1,"a\nb"\nO2,c\n')
+    code, _ = ingest(project.write_config(paths=["data/raw/plain.csv", "data/raw/broken.csv"]), db_url)
+    assert code == EXIT_PASSED
+    assert query(db_url, "SELECT file_path, record_number, line_number, payload ->> 'sta\ntus'"
+                         " FROM raw.raw_events ORDER BY event_id") == [
+        ("data/raw/plain.csv", 1, 3, "a"), ("data/raw/plain.csv", 2, 4, "b"),
+        ("data/raw/broken.csv", 1, 3, "a\nb"), ("data/raw/broken.csv", 2, 5, "c"),
+    ]

@@ -174,3 +174,25 @@ def test_one_run_per_database_at_a_time(project, db_url):
     assert code == EXIT_RUNTIME
     assert "another pipeline run holds the lock" in report["errors"][0]
     assert run_pipeline(config, db_url)[0] == EXIT_PASSED  # the lock ends with its session
+
+
+def test_splits_line_counts_rows_assigned(project, db_url):
+    """The splits stage reports the rows it assigned (not its three cut-off rows)."""
+    project.write_csv("orders.csv", HEADER)  # no orders at all
+    code, report = run_pipeline(project.write_config(expectations={"min_rows": 0}), db_url)
+    assert code == EXIT_PASSED
+    assert {s["stage"]: s["rows"] for s in report["stages"]}["splits"] == 0
+    project.write_csv("two.csv", GOOD)
+    code, report = run_pipeline(project.write_config(paths="data/raw/two.csv", name="two.yaml"), db_url)
+    assert {s["stage"]: s["rows"] for s in report["stages"]}["splits"] == 2
+
+
+def test_render_errors_exit_without_a_traceback(project):
+    project.write_csv("orders.csv", GOOD)
+    config = project.write_config()
+    (project.root / "not_a_dir").write_text("a file")
+    result = subprocess.run([sys.executable, "-m", "scripts.run", "--config", config, "--render",
+                             "--out", "not_a_dir/rendered"], cwd=project.root, capture_output=True, text=True,
+                            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, timeout=60)
+    assert result.returncode == EXIT_RUNTIME and "Traceback" not in result.stderr
+    assert "not_a_dir" in result.stderr

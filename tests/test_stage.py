@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Any
 
 import psycopg
+import pytest
 from psycopg import sql
 
 from scripts.run import EXIT_PASSED, EXIT_VALIDATION_FAILED, run_pipeline
@@ -142,8 +143,9 @@ def test_rerunning_the_same_inputs_changes_nothing(project, db_url):
 
 def test_a_new_file_adds_orders_and_a_corrected_file_updates_only_the_changed_order(project, db_url):
     """Run 1 stages v1.csv. Run 2 also names new.csv: its orders are added, the rest is
-    untouched. Run 3 names v2.csv (v1.csv corrected: O2's amount) instead of v1.csv: only O2
-    is updated, with run 3's id and lineage to v2.csv; unchanged orders keep their rows."""
+    untouched. Run 3 names v2.csv (v1.csv corrected: O2's amount) instead of v1.csv: O2 gets
+    the new amount; O1 and O3 keep their values but their lineage moves to v2.csv (v1.csv
+    is no longer in the batch); O4, still from new.csv, keeps its row untouched."""
     v1 = project.write_csv("v1.csv", lines([
         "O1,C1,2024-01-01 10:00:00,10.00,completed",
         "O2,C2,2024-01-02 10:00:00,20.00,completed",
@@ -173,8 +175,11 @@ def test_a_new_file_adds_orders_and_a_corrected_file_updates_only_the_changed_or
     after3 = {r[0]: r for r in orders(db_url)}
     assert (after3["O2"][3], after3["O2"][6], after3["O2"][7], after3["O2"][8]) == (
         Decimal("25.00"), sha256_of(project, v2), 3, run3["run_id"])
-    assert [k for k in after3 if after3[k][8] == run3["run_id"]] == ["O2"]
-    assert all(after3[k] == after2[k] for k in ("O1", "O3", "O4"))
+    assert [k for k in sorted(after3) if after3[k][8] == run3["run_id"]] == ["O1", "O2", "O3"]
+    for key, line in (("O1", 2), ("O3", 4)):
+        assert after3[key][1:5] == after2[key][1:5]  # same values
+        assert (after3[key][6], after3[key][7]) == (sha256_of(project, v2), line)  # lineage in the batch
+    assert after3["O4"] == after2["O4"]
 
 
 # --- 5. rejected then corrected -------------------------------------------------------------
@@ -252,6 +257,10 @@ def test_orders_of_a_file_no_longer_named_leave_staging(project, db_factory):
     assert code == EXIT_PASSED
     features = "SELECT * FROM feats.customer_features ORDER BY customer_id, feature_time"
     assert query(history, features) == query(fresh, features) != []
+    # the staged rows and their lineage (file, line) too; event ids differ between databases
+    staged = ("SELECT order_id, customer_id, order_at, amount, status, file_sha256, line_number"
+              " FROM stg.orders ORDER BY order_id")
+    assert query(history, staged) == query(fresh, staged)
     assert last["feature_version"] == direct["feature_version"]
 
 
@@ -262,3 +271,43 @@ def test_huge_amounts_flow_through_to_features(project, db_url):
     assert run_pipeline(project.write_config(), db_url)[0] == EXIT_PASSED
     assert query(db_url, "SELECT revenue_7d FROM feats.customer_features ORDER BY feature_time") == [
         (Decimal("100000000000000000000.00"),), (Decimal("100000000000000000000.01"),)]
+
+
+def test_the_record_latest_in_the_batch_wins_whatever_the_ingest_order(project, db_factory):
+    """With unique relaxed to a warning, an order with two different records takes the one
+    latest in the batch (the file named last, then the last line), not the one ingested
+    last: ingesting y.csv before x.csv changes nothing."""
+    project.write_csv("x.csv", lines(["O1,C1,2024-01-01 10:00:00,1.00,completed"]))
+    project.write_csv("y.csv", lines(["O1,C1,2024-01-01 10:00:00,9.00,completed"]))
+    expectations = {"unique": [{"column": "order_id", "severity": "warn"}]}
+    both = project.write_config(paths=["data/raw/x.csv", "data/raw/y.csv"], expectations=expectations)
+    y_first = project.write_config(paths=["data/raw/y.csv"], expectations=expectations, name="y.yaml")
+    in_order, reversed_order = db_factory(), db_factory()
+    assert run_pipeline(both, in_order)[0] == EXIT_PASSED
+    assert run_pipeline(y_first, reversed_order, through="ingest")[0] == EXIT_PASSED
+    assert run_pipeline(both, reversed_order)[0] == EXIT_PASSED
+    staged = "SELECT order_id, amount, file_sha256, line_number FROM stg.orders"
+    assert query(in_order, staged) == query(reversed_order, staged) == [
+        ("O1", Decimal("9.00"), sha256_of(project, "data/raw/y.csv"), 2)]
+
+
+@pytest.mark.parametrize(("date_order", "server_style", "expected"), [
+    ("MDY", "ISO, DMY", utc(2024, 1, 2)),
+    ("DMY", "ISO, MDY", utc(2024, 2, 1)),
+])
+def test_ambiguous_dates_follow_the_configured_order_not_the_server(
+    project, db_url, date_order, server_style, expected
+):
+    """01/02/2024 is read in staging.date_order (MDY by default) even when the database's
+    DateStyle says the opposite; a date impossible in that order fails validation."""
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("ALTER DATABASE {} SET datestyle = {}").format(
+            sql.Identifier(conn.info.dbname), sql.Literal(server_style)))
+    project.write_csv("orders.csv", lines(["O1,C1,01/02/2024,1.00,completed"]))
+    config = project.write_config(staging={"date_order": date_order})
+    assert stage(config, db_url)[0] == EXIT_PASSED
+    assert query(db_url, "SELECT order_at FROM stg.orders") == [(expected,)]
+    project.write_csv("bad.csv", lines(["O1,C1,13/31/2024,1.00,completed"]))  # no 13th month, no 31st month
+    code, report = stage(project.write_config(paths="data/raw/bad.csv", staging={"date_order": date_order},
+                                              name="bad.yaml"), db_url)
+    assert code == EXIT_VALIDATION_FAILED and "order_ts has invalid timestamps" in report["errors"]

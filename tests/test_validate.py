@@ -697,3 +697,30 @@ def test_allowed_values_refuse_an_allowed_value_that_the_map_sends_elsewhere(pro
     check = checks(report)["allowed_values.status"]
     assert (check["status"], check["failing_count"], samples(check)) == ("fail", 1, [(ORDERS, 2, "completed")])
     assert code == EXIT_VALIDATION_FAILED
+
+
+def test_min_rows_beyond_the_batch_fails_the_gate_without_overflow(project, db_url):
+    """min_rows 2000 on a one-row batch fails validation (exit 1), percent capped at 100."""
+    project.write_csv("orders.csv", lines(["O1,C1,2024-01-01,1,completed"]))
+    code, report = validate(project.write_config(expectations={"min_rows": 2000}), db_url)
+    assert code == EXIT_VALIDATION_FAILED
+    check = checks(report)["min_rows"]
+    assert (check["status"], check["failing_count"], check["failing_percent"]) == ("fail", 1999, 100.0)
+
+
+def test_columns_differing_only_in_case_and_long_names_are_distinct_checks(project, db_url):
+    """Header names are case-sensitive and may be longer than PostgreSQL's 63-byte
+    identifiers: each check still counts its own column."""
+    long_a = "a" * 60 + "_one"
+    long_b = "a" * 60 + "_two"
+    project.write_csv("orders.csv", "order_id,ORDER_ID,customer_id,order_ts,amount,status,"
+                      f"{long_a},{long_b}\n"
+                      "O1,X,C1,2024-01-01,1,completed,1,x\n"
+                      "O2,X,C2,2024-01-01,1,completed,y,2\n")
+    config = project.write_config(expectations={
+        "unique": ["ORDER_ID"], "types": {long_a: "integer", long_b: "integer"}})
+    code, report = validate(config, db_url)
+    by_id = checks(report)
+    assert (by_id["unique.ORDER_ID"]["failing_count"], by_id["unique.order_id"]["failing_count"]) == (2, 0)
+    assert by_id[f"types.{long_a}"]["failing_count"] == 1 and by_id[f"types.{long_b}"]["failing_count"] == 1
+    assert code == EXIT_VALIDATION_FAILED
