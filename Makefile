@@ -74,7 +74,7 @@ test: lint ## Lint, then run every test suite against a real PostgreSQL (PG_VERS
 bench: install ## Benchmark every stage on ROWS generated orders (ROWS=1000000 BENCH_ARGS=--dirty)
 	$(PY) -m scripts.bench --rows $(ROWS) $(BENCH_ARGS)
 
-demo-dirty: install ## Run the bundled dirty sample: the gate fails on purpose (exit 1)
+demo-dirty: install ## Run the bundled dirty sample: the gate fails on purpose (runner exit 1)
 	$(PY) -m scripts.run --config configs/pipeline_dirty.yaml
 
 clean: ## Remove generated artifacts (reports, rendered SQL, runs, benchmark data)
