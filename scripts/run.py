@@ -69,7 +69,6 @@ class Run:
     sources: list[dict[str, Any]] = field(default_factory=list)
     checks: list[dict[str, Any]] = field(default_factory=list)
     splits: list[dict[str, Any]] = field(default_factory=list)
-    sql_sha256: dict[str, str] = field(default_factory=dict)
     feature_version: str | None = None
 
     @property
@@ -134,13 +133,12 @@ def stage_timer(run: Run, stage: str) -> Iterator[dict[str, Any]]:
     started = time.perf_counter()
     try:
         yield record
-        record["status"] = record.get("status_override") or "ok"
+        record["status"] = "ok"
     except BaseException as exc:
         record["status"] = "failed" if isinstance(exc, ValidationFailed) else "error"
         record["message"] = str(exc)
         raise
     finally:
-        record.pop("status_override", None)
         record["seconds"] = round(time.perf_counter() - started, 3)
         rows = "" if record["rows"] is None else f"{record['rows']:>10,} rows"
         rate = ""
@@ -210,7 +208,6 @@ def stage_validate(run: Run) -> None:
                 log(f"  {check['status'].upper():<4} {check['id']}: {check['message']} "
                     f"({check['failing_count']:,} rows, {check['failing_percent']}%)")
         if failing or (run.warn_error and warnings):
-            record["status_override"] = "failed"
             raise ValidationFailed(
                 f"{len(failing)} check(s) failed"
                 + (f" and {len(warnings)} warned (--warn-error)" if run.warn_error and warnings else "")
@@ -223,8 +220,7 @@ def run_files(run: Run, stage: str, record: dict[str, Any]) -> None:
     digests = []
     for name, text in render_stage(run.config, stage, run.batch_file_sha256s):
         path = save_sql(run, name, text)
-        run.sql_sha256[name] = sha256_text(text)
-        digests.append(run.sql_sha256[name])
+        digests.append(sha256_text(text))
         results += execute_sql(run.conn, name, text, path)
     if stage == "stage":
         # orders added, changed or removed: an unchanged re-run reports 0
