@@ -50,9 +50,7 @@ class SourceFile:
 @dataclass
 class PipelineConfig:
     path: Path
-    raw: dict[str, Any]
     expectations_path: Path
-    expectations_raw: dict[str, Any]
     files: list[SourceFile]
     columns: dict[str, str | None]
     staging: dict[str, Any]
@@ -122,9 +120,7 @@ def load(config_path: str | Path) -> PipelineConfig:
     expectations_raw = _load_yaml(exp_path)
     config = PipelineConfig(
         path=path,
-        raw=raw,
         expectations_path=exp_path,
-        expectations_raw=expectations_raw,
         files=files,
         columns=columns,
         staging=staging,

@@ -8,7 +8,6 @@ variables are errors (StrictUndefined) that name the template file and line.
 
 from __future__ import annotations
 
-import sys
 import traceback
 from pathlib import Path
 from typing import Any
@@ -81,7 +80,3 @@ def _rel(path: str | Path) -> str:
         return str(Path(path).resolve().relative_to(Path.cwd()))
     except ValueError:
         return str(path)
-
-
-if __name__ == "__main__":  # pragma: no cover - debugging aid
-    print(render(sys.argv[1], {}))
