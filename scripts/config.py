@@ -41,10 +41,36 @@ class ConfigError(Exception):
 @dataclass
 class SourceFile:
     source_name: str
-    path: str  # as named (relative to the working directory), stored in raw.raw_events
+    path: str  # relative to the working directory when under it (else absolute), or an s3:// URI
     encoding: str
     delimiter: str
     quote: str
+    model: str | None = None  # the source model's SQL file (None: the default model)
+    columns: list[str] | None = None  # the header names to land (None: every column)
+
+
+def project_root(config_path: Path) -> Path:
+    """The folder a config's relative paths are relative to.
+
+    A config kept in a folder named ``configs`` belongs to the project around that folder
+    (``configs/pipeline.yaml`` -> the repository root), so a project copied elsewhere, like
+    the seed's, runs from anywhere; any other config is read relative to its own folder.
+    """
+    folder = config_path.resolve().parent
+    return folder.parent if folder.name == "configs" else folder
+
+
+def resolve(root: Path, name: str) -> str:
+    """``name`` from a config, as the runner shows and stores it: relative to the working
+    directory when it lies under it, else absolute; URIs (s3://...) as they are."""
+    if "://" in name:
+        return name
+    path = Path(name).expanduser()
+    path = path if path.is_absolute() else root / path
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path.resolve())
 
 
 @dataclass
@@ -58,6 +84,15 @@ class PipelineConfig:
     splits: dict[str, Any]
     validation: dict[str, Any]
     checks: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # printed at the start of a run
+
+    @property
+    def record_checks(self) -> list[dict[str, Any]]:
+        return [c for c in self.checks if c["level"] == "records"]
+
+    @property
+    def order_checks(self) -> list[dict[str, Any]]:
+        return [c for c in self.checks if c["level"] == "orders"]
 
 
 def _load_yaml(path: Path) -> dict[str, Any]:
@@ -97,26 +132,35 @@ def _mapping(path: Path, data: dict[str, Any], key: str, allowed: set[str]) -> d
 def load(config_path: str | Path) -> PipelineConfig:
     path = Path(config_path)
     raw = _load_yaml(path)
-    known = {"sources", "columns", "expectations", "staging", "features", "splits", "validation"}
+    known = {"sources", "columns", "expectations", "staging", "features", "splits", "validation", "db"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(path, unknown[0], f"unknown key (known: {', '.join(sorted(known))})")
+    root = project_root(path)
+    notes = []
+    if "db" in raw:
+        # the seed kept its connection here; credentials never live in a committed file
+        notes.append(f"{path}: db is ignored: DATABASE_URL (or the embedded server) decides the database")
 
-    files = _source_files(path, raw.get("sources"))
+    files = _source_files(path, root, raw.get("sources"))
     columns = _columns(path, raw.get("columns"))
     staging = _staging(path, raw)
     features = _features(path, raw)
     splits = _splits(path, raw)
-    validation = _mapping(path, raw, "validation", {"failure_sample_size", "failure_history_cap"})
+    validation = _mapping(path, raw, "validation", {"failure_sample_size", "failure_history_cap", "fail_on_error"})
+    fail_on_error = validation.get("fail_on_error", True)
+    if not isinstance(fail_on_error, bool):
+        raise ConfigError(path, "validation.fail_on_error", f"must be true or false, got {fail_on_error!r}")
     validation = {
         "failure_sample_size": _int(path, "validation.failure_sample_size", validation.get("failure_sample_size", 20), 0),
         "failure_history_cap": _int(path, "validation.failure_history_cap", validation.get("failure_history_cap", 1000), 0),
+        "fail_on_error": fail_on_error,
     }
 
     exp_name = raw.get("expectations", "configs/expectations.yaml")
     if not isinstance(exp_name, str):
         raise ConfigError(path, "expectations", "must be the path of the expectations file")
-    exp_path = Path(exp_name)
+    exp_path = Path(resolve(root, exp_name))
     expectations_raw = _load_yaml(exp_path)
     config = PipelineConfig(
         path=path,
@@ -127,8 +171,14 @@ def load(config_path: str | Path) -> PipelineConfig:
         features=features,
         splits=splits,
         validation=validation,
+        notes=notes,
     )
-    config.checks = build_checks(exp_path, expectations_raw, columns, staging)
+    models = {f.source_name: f.model for f in files}
+    from scripts import expectations  # it uses this module's ConfigError
+
+    config.checks = expectations.build_checks(
+        exp_path, expectations_raw, columns, staging, models, fail_on_error, features["exclude_statuses"]
+    )
     return config
 
 
@@ -138,25 +188,52 @@ def _int(path: Path, key: str, value: Any, minimum: int) -> int:
     return value
 
 
-def _source_files(path: Path, sources: Any) -> list[SourceFile]:
+SOURCE_KEYS = {"name", "paths", "path", "type", "model", "encoding", "delimiter", "quote", "columns"}
+
+
+def expand_paths(root: Path, pattern: str) -> list[str]:
+    """The files one ``paths`` entry names, sorted: a path, a glob over paths, or the
+    objects an ``s3://bucket/key`` names (a key, or a glob over keys)."""
+    from scripts import objectstore  # S3 listing; boto3 is imported only for s3:// paths
+
+    if objectstore.is_s3(pattern):
+        try:
+            return objectstore.expand_s3(pattern)
+        except objectstore.BadLocation as exc:  # a missing bucket: the config is wrong (exit 2)
+            raise ConfigError(exc.uri, "", exc.problem) from None
+    full = pattern if Path(pattern).expanduser().is_absolute() else str(root / pattern)
+    full = str(Path(full).expanduser())
+    matches = sorted(glob.glob(full)) if glob.has_magic(full) else [full]
+    return [resolve(root, match) for match in matches if Path(match).is_file()]
+
+
+def _source_files(path: Path, root: Path, sources: Any) -> list[SourceFile]:
     if not isinstance(sources, list) or not sources:
         raise ConfigError(path, "sources", "must be a non-empty list of {name, paths}")
     files: list[SourceFile] = []
     seen: set[str] = set()
+    names: set[str] = set()
     for i, source in enumerate(sources):
         key = f"sources[{i}]"
         if not isinstance(source, dict):
             raise ConfigError(path, key, "must be a mapping with name and paths")
-        unknown = sorted(set(source) - {"name", "paths", "encoding", "delimiter", "quote"})
+        unknown = sorted(set(source) - SOURCE_KEYS)
         if unknown:
-            raise ConfigError(path, f"{key}.{unknown[0]}", "unknown key (known: name, paths, encoding, delimiter, quote)")
+            raise ConfigError(path, f"{key}.{unknown[0]}", f"unknown key (known: {', '.join(sorted(SOURCE_KEYS))})")
         name = source.get("name")
         if not isinstance(name, str) or not name:
             raise ConfigError(path, f"{key}.name", "must be a non-empty string")
-        patterns = source.get("paths")
+        if name in names:
+            raise ConfigError(path, f"{key}.name", f"another source is named {name!r} too")
+        names.add(name)
+        if str(source.get("type", "csv")).lower() != "csv":
+            raise ConfigError(path, f"{key}.type", f"only csv sources exist, got {source.get('type')!r}")
+        if "paths" in source and "path" in source:
+            raise ConfigError(path, f"{key}.path", "give paths or path (the seed's name), not both")
+        patterns = source.get("paths", source.get("path"))
         if isinstance(patterns, str):
             patterns = [patterns]
-        if not isinstance(patterns, list) or not patterns:
+        if not isinstance(patterns, list) or not patterns or not all(isinstance(p, str) and p for p in patterns):
             raise ConfigError(path, f"{key}.paths", "must be a file path, a glob, or a list of them")
         encoding = source.get("encoding", "UTF8")
         delimiter = source.get("delimiter", ",")
@@ -166,14 +243,31 @@ def _source_files(path: Path, sources: Any) -> list[SourceFile]:
                 raise ConfigError(path, f"{key}.{option}", "must be a single character")
         if not isinstance(encoding, str) or not re.fullmatch(r"[A-Za-z0-9_-]+", encoding):
             raise ConfigError(path, f"{key}.encoding", "must be a PostgreSQL encoding name such as UTF8 or LATIN1")
+        model = source.get("model")
+        if model is not None:
+            if not isinstance(model, str) or not model.endswith(".sql"):
+                raise ConfigError(path, f"{key}.model", "must be the path of a source model's .sql file")
+            model = resolve(root, model)
+            if not Path(model).is_file():
+                raise ConfigError(path, f"{key}.model", f"no such file: {model}")
+        keep = source.get("columns")  # land only these header columns (a file wider than a table may be)
+        if keep is not None:
+            from scripts import objectstore
+
+            if not isinstance(keep, list) or not keep or not all(isinstance(c, str) and c for c in keep) \
+                    or len(set(keep)) != len(keep):
+                raise ConfigError(path, f"{key}.columns", "must be a non-empty list of distinct header names to land")
+            if not objectstore.text_escape_safe(encoding):
+                raise ConfigError(path, f"{key}.columns", f"cannot be used with encoding {encoding}, whose characters "
+                                  "may hold ASCII bytes: convert the file to UTF-8, or land every column")
         for pattern in patterns:
-            matches = sorted(glob.glob(pattern)) if glob.has_magic(pattern) else [pattern]
-            if not matches or not Path(matches[0]).is_file():
+            matches = expand_paths(root, pattern)
+            if not matches:
                 raise ConfigError(path, f"{key}.paths", f"no such file: {pattern}")
             for match in matches:
                 if match not in seen:
                     seen.add(match)
-                    files.append(SourceFile(name, match, encoding, delimiter, quote))
+                    files.append(SourceFile(name, match, encoding, delimiter, quote, model, keep))
     return files
 
 
@@ -215,7 +309,7 @@ def _staging(path: Path, raw: dict[str, Any]) -> dict[str, Any]:
 
 
 def _features(path: Path, raw: dict[str, Any]) -> dict[str, Any]:
-    features = _mapping(path, raw, "features", {"windows_days", "days_since_last_order_if_none"})
+    features = _mapping(path, raw, "features", {"windows_days", "days_since_last_order_if_none", "exclude_statuses"})
     windows = features.get("windows_days", [7, 30])
     if not isinstance(windows, list) or not windows or not all(
         isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in windows
@@ -226,11 +320,27 @@ def _features(path: Path, raw: dict[str, Any]) -> dict[str, Any]:
     if_none = features.get("days_since_last_order_if_none")
     if if_none is not None and (isinstance(if_none, bool) or not isinstance(if_none, int)):
         raise ConfigError(path, "features.days_since_last_order_if_none", "must be a whole number or null")
-    return {"windows_days": sorted(windows), "days_since_last_order_if_none": if_none}
+    excluded = features.get("exclude_statuses") or []
+    if not isinstance(excluded, list) or not all(isinstance(v, str) and v.strip() for v in excluded):
+        raise ConfigError(path, "features.exclude_statuses", "must be a list of statuses (e.g. [cancelled])")
+    # compared with the status as staged: trimmed and lower-cased
+    excluded = sorted({v.strip().lower() for v in excluded})
+    return {"windows_days": sorted(windows), "days_since_last_order_if_none": if_none, "exclude_statuses": excluded}
+
+
+SEED_SPLIT_NAMES = {"train_ratio": "train", "val_ratio": "val", "test_ratio": "test"}
 
 
 def _splits(path: Path, raw: dict[str, Any]) -> dict[str, Any]:
-    splits = _mapping(path, raw, "splits", {"train", "val", "test", "gap_days"})
+    splits = _mapping(path, raw, "splits", {"train", "val", "test", "gap_days", "method", *SEED_SPLIT_NAMES})
+    method = splits.get("method", "time")
+    if method != "time":
+        raise ConfigError(path, "splits.method", f"only time splits exist (method: time), got {method!r}")
+    for seed_name, name in SEED_SPLIT_NAMES.items():  # the seed's spelling
+        if seed_name in splits:
+            if name in splits:
+                raise ConfigError(path, f"splits.{seed_name}", f"give {name} or {seed_name}, not both")
+            splits[name] = splits[seed_name]
     ratios = {name: splits.get(name, default) for name, default in (("train", 0.70), ("val", 0.15), ("test", 0.15))}
     for name, value in ratios.items():
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
@@ -243,225 +353,3 @@ def _splits(path: Path, raw: dict[str, Any]) -> dict[str, Any]:
     if isinstance(gap, bool) or not isinstance(gap, (int, float)) or gap < 0:
         raise ConfigError(path, "splits.gap_days", f"must be a number of days >= 0, got {gap!r}")
     return {**{k: float(v) for k, v in ratios.items()}, "gap_days": gap}
-
-
-# --- expectations -------------------------------------------------------------------------
-
-RULE_KEYS = {
-    "required_columns", "min_rows", "non_null", "unique", "types", "ranges",
-    "allowed_values", "max_decimal_places", "matches", "exact_duplicates",
-}
-COMMON_OPTIONS = {"severity", "error_if", "warn_if"}
-
-
-def parse_threshold(path: Path, key: str, value: Any) -> dict[str, Any]:
-    """'>0', '>=10', '>0.5%' or a bare count (meaning '>count') -> {op, value, percent}.
-
-    Only '>' and '>=' exist: a threshold says how many offending records are too many.
-    """
-    if isinstance(value, bool):
-        raise ConfigError(path, key, "must be a count or a condition such as '>0' or '>0.5%'")
-    if isinstance(value, (int, float)):
-        if value < 0:
-            raise ConfigError(path, key, f"a count cannot be negative, got {value!r}")
-        return {"op": ">", "value": float(value), "percent": False}
-    match = THRESHOLD_RE.match(str(value))
-    if not match:
-        raise ConfigError(path, key, f"cannot read threshold {value!r}: write it as '>0', '>=10' or '>0.5%' "
-                                     "(only > and >= compare a number of offending records)")
-    op, number, percent = match.groups()
-    return {"op": op or ">", "value": float(number), "percent": bool(percent)}
-
-
-def _message(rule: str, column: str | None, params: dict[str, Any]) -> str:
-    if rule == "unique":
-        return f"{column} has duplicate values"
-    if rule == "non_null":
-        return f"{column} has null values"
-    if rule == "required_columns":
-        return f"{column} is missing from the source"
-    if rule == "min_rows":
-        return f"fewer than {params['min']} rows"
-    if rule == "exact_duplicates":
-        return "some records are exact repeats of another record"
-    if rule == "types":
-        kind = params["type"]
-        word = {"timestamptz": "timestamps", "timestamp": "timestamps", "date": "dates"}.get(kind)
-        word = word or ("numbers" if kind in NUMERIC_TYPES else f"{kind} values")
-        return f"{column} has invalid {word}"
-    if rule == "ranges":
-        parts = []
-        if params.get("min") is not None:
-            parts.append("negative values" if params["min"] == 0 else f"values below {params['min']}")
-        if params.get("max") is not None:
-            parts.append(f"values above {params['max']}")
-        return f"{column} has {' or '.join(parts)}"
-    if rule == "allowed_values":
-        return f"{column} has values outside {', '.join(map(str, params['values']))}"
-    if rule == "max_decimal_places":
-        return f"{column} has more than {params['places']} decimal places"
-    if rule == "matches":
-        return f"{column} has values not matching {params['pattern']}"
-    raise AssertionError(rule)
-
-
-def _check(path: Path, key: str, rule: str, column: str | None, spec: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
-    severity = spec.get("severity", "error")
-    if severity not in ("error", "warn"):
-        raise ConfigError(path, f"{key}.severity", f"must be error or warn, got {severity!r}")
-    check_id = rule if column is None else f"{rule}.{column}"
-    return {
-        "id": check_id,
-        "key": key,
-        "rule": rule,
-        "column": column,
-        "severity": severity,
-        "error_if": parse_threshold(path, f"{key}.error_if", spec.get("error_if", ">0")),
-        "warn_if": parse_threshold(path, f"{key}.warn_if", spec.get("warn_if", ">0")),
-        "params": params,
-        "message": _message(rule, column, params),
-    }
-
-
-def _as_spec(path: Path, key: str, value: Any, main: str, allowed: set[str]) -> dict[str, Any]:
-    """A rule's value is either its main parameter or a mapping with options."""
-    spec = value if isinstance(value, dict) else {main: value}
-    unknown = sorted(set(spec) - allowed - COMMON_OPTIONS)
-    if unknown:
-        raise ConfigError(path, f"{key}.{unknown[0]}", f"unknown option (known: {', '.join(sorted(allowed | COMMON_OPTIONS))})")
-    return spec
-
-
-def _column_list(path: Path, key: str, value: Any) -> list[tuple[str, dict[str, Any]]]:
-    if not isinstance(value, list):
-        raise ConfigError(path, key, "must be a list of column names (or {column: ..., severity: ...})")
-    items = []
-    for i, item in enumerate(value):
-        spec = _as_spec(path, f"{key}[{i}]", item, "column", {"column"})
-        column = spec.get("column")
-        if not isinstance(column, str) or not column:
-            raise ConfigError(path, f"{key}[{i}]", "must name a column")
-        items.append((column, spec))
-    return items
-
-
-def build_checks(
-    path: Path, raw: dict[str, Any], columns: dict[str, str | None], staging: dict[str, Any]
-) -> list[dict[str, Any]]:
-    """Turn expectations.yaml into a flat list of checks, adding the ones staging needs."""
-    unknown = sorted(set(raw) - RULE_KEYS)
-    if unknown:
-        raise ConfigError(path, unknown[0], f"unknown rule (known: {', '.join(sorted(RULE_KEYS))})")
-    checks: list[dict[str, Any]] = []
-    for column, spec in _column_list(path, "required_columns", raw.get("required_columns", [])):
-        checks.append(_check(path, f"required_columns.{column}", "required_columns", column, spec, {}))
-    for column, spec in _column_list(path, "non_null", raw.get("non_null", [])):
-        checks.append(_check(path, f"non_null.{column}", "non_null", column, spec, {}))
-    for column, spec in _column_list(path, "unique", raw.get("unique", [])):
-        checks.append(_check(path, f"unique.{column}", "unique", column, spec, {}))
-    if "min_rows" in raw:
-        spec = _as_spec(path, "min_rows", raw["min_rows"], "min", {"min"})
-        checks.append(_check(path, "min_rows", "min_rows", None, spec, {"min": _int(path, "min_rows", spec.get("min"), 0)}))
-    if "exact_duplicates" in raw:
-        spec = _as_spec(path, "exact_duplicates", raw["exact_duplicates"] or {}, "severity", set())
-        checks.append(_check(path, "exact_duplicates", "exact_duplicates", None, spec, {}))
-
-    for rule, main, allowed in (
-        ("types", "type", {"type"}),
-        ("ranges", "min", {"min", "max"}),
-        ("allowed_values", "values", {"values"}),
-        ("max_decimal_places", "places", {"places"}),
-        ("matches", "pattern", {"pattern"}),
-    ):
-        section = raw.get(rule) or {}
-        if not isinstance(section, dict):
-            raise ConfigError(path, rule, "must map column names to the rule's settings")
-        for column, value in section.items():
-            key = f"{rule}.{column}"
-            if rule == "ranges" and not isinstance(value, dict):
-                raise ConfigError(path, key, "must be a mapping with min and/or max")
-            spec = _as_spec(path, key, value, main, allowed)
-            params = {k: spec[k] for k in allowed if k in spec}
-            _check_params(path, key, rule, params)
-            checks.append(_check(path, key, rule, str(column), spec, params))
-
-    _add_staging_checks(path, checks, columns, staging)
-    ids = [c["id"] for c in checks]
-    duplicated = sorted({i for i in ids if ids.count(i) > 1})
-    if duplicated:
-        raise ConfigError(path, duplicated[0], "this check is declared twice")
-    return checks
-
-
-def _check_params(path: Path, key: str, rule: str, params: dict[str, Any]) -> None:
-    if rule == "types" and params.get("type") not in SUPPORTED_TYPES:
-        raise ConfigError(path, key, f"unknown type {params.get('type')!r} (known: {', '.join(SUPPORTED_TYPES)})")
-    if rule == "ranges":
-        for bound in ("min", "max"):
-            value = params.get(bound)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-                raise ConfigError(path, f"{key}.{bound}", f"must be a number, got {value!r}")
-        if params.get("min") is None and params.get("max") is None:
-            raise ConfigError(path, key, "needs min, max or both")
-        if params.get("min") is not None and params.get("max") is not None and params["min"] > params["max"]:
-            raise ConfigError(path, key, f"min ({params['min']}) is greater than max ({params['max']})")
-    if rule == "allowed_values":
-        values = params.get("values")
-        if not isinstance(values, list) or not values or not all(isinstance(v, (str, int, float)) for v in values):
-            raise ConfigError(path, key, "must be a non-empty list of accepted values")
-        params["values"] = [str(v) for v in values]
-    if rule == "max_decimal_places":
-        params["places"] = _int(path, key, params.get("places"), 0)
-    if rule == "matches" and not isinstance(params.get("pattern"), str):
-        # PostgreSQL (not Python) runs the pattern; the runner has the server compile it
-        # before any data work (scripts/run.py: check_patterns).
-        raise ConfigError(path, key, "must be a PostgreSQL regular expression (a string)")
-
-
-def _add_staging_checks(
-    path: Path, checks: list[dict[str, Any]], columns: dict[str, str | None], staging: dict[str, Any]
-) -> None:
-    """Add (or insist on `error` for) the checks staging cannot survive without."""
-    by_id = {c["id"]: c for c in checks}
-
-    def require(rule: str, column: str, params: dict[str, Any], allowed_types: tuple[str, ...] = ()) -> None:
-        check_id = f"{rule}.{column}"
-        existing = by_id.get(check_id)
-        if existing is None:
-            check = _check(path, f"{rule}.{column}", rule, column, {}, params)
-            check["implicit"] = True
-            checks.append(check)
-            by_id[check_id] = check
-            return
-        if existing["severity"] != "error" or existing["error_if"] != {"op": ">", "value": 0.0, "percent": False}:
-            raise ConfigError(
-                path, existing["key"],
-                f"staging cannot run past this rule, so it must keep severity error and error_if '>0' "
-                f"(the rules that cannot be relaxed: {STAGING_CRITICAL})",
-            )
-        if allowed_types and existing["params"].get("type") not in allowed_types:
-            raise ConfigError(path, existing["key"], f"must be one of {', '.join(allowed_types)} for staging to cast it")
-
-    for canonical, source in columns.items():
-        if source is not None:
-            require("required_columns", source, {})
-    require("non_null", columns["order_id"], {})
-    require("non_null", columns["order_ts"], {})
-    require("types", columns["order_ts"], {"type": "timestamptz"}, TIMESTAMP_TYPES)
-    require("types", columns["amount"], {"type": "numeric"}, NUMERIC_TYPES)
-    # The same order id with different content is always a unique failure (staging keeps
-    # one row per order); its severity may be relaxed, and staging then keeps the latest.
-    if f"unique.{columns['order_id']}" not in by_id:
-        check = _check(path, f"unique.{columns['order_id']}", "unique", columns["order_id"], {}, {})
-        check["implicit"] = True
-        checks.append(check)
-    for check in checks:
-        # The status is compared as staging stores it: trimmed, lower-cased, and mapped.
-        # A variant is accepted when what it maps to is accepted.
-        if check["rule"] == "allowed_values" and check["column"] == columns.get("status"):
-            allowed = {v.strip().lower() for v in check["params"]["values"]}
-            status_map = staging["status_map"]
-            # a value is accepted when what staging stores for it is accepted
-            accepted = {v for v in allowed | set(status_map) if status_map.get(v, v) in allowed}
-            check["params"]["normalize"] = True
-            check["params"]["values"] = sorted(accepted)

@@ -4,29 +4,40 @@ Python reads each file's bytes twice and never parses a data row: once to hash i
 plus a count of line breaks) and once to stream it to PostgreSQL's COPY. Only the header is
 parsed here, to name the landing table's columns. PostgreSQL parses the CSV, checks the
 encoding and writes the JSONB rows (sql/010, 015, 020).
+
+A file may be local or an S3 object, gzip-compressed, or UTF-16: scripts/objectstore.py
+turns the stored bytes into the text COPY reads, the same way on both passes, and the
+second pass must see the bytes the first one hashed. A source that lists ``columns:``
+lands each physical line whole and SQL splits it into fields, keeping the listed ones
+(sql/011, 012): how a file wider than a PostgreSQL table (1,600 columns) is ingested.
 """
 
 from __future__ import annotations
 
-import codecs
 import csv
-import hashlib
 import io
 import re
-from collections.abc import Callable
+import shlex
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import psycopg
 from psycopg import sql
 
-from scripts import sqltemplate
+from scripts import objectstore, sqltemplate
 from scripts.config import ConfigError, PipelineConfig, SourceFile
-from scripts.sqlexec import StageError, execute_sql
+from scripts.objectstore import SourceError  # re-exported: the runner catches ingest.SourceError
+from scripts.sqlexec import StageError, describe_sql_error, execute_sql
 
-CHUNK = 1 << 20
-BOM = codecs.BOM_UTF8
+CHUNK = objectstore.CHUNK
 RESERVED_COLUMNS = {"landing_record_number", "landing_line_number"}
+# A PostgreSQL table has at most 1,600 columns; the landing table adds its own two.
+MAX_TABLE_COLUMNS = 1600
+MAX_HEADER_COLUMNS = MAX_TABLE_COLUMNS - len(RESERVED_COLUMNS)
+EVERY_COLUMN_FILES = ("010_raw_landing.sql", "015_raw_landing_line_numbers.sql", "020_raw_events.sql")
+KEPT_COLUMN_FILES = ("010_raw_landing.sql", "011_raw_landing_lines.sql", "012_raw_landing_records.sql",
+                     "020_raw_events.sql")
 RUN_LOCK_KEY = 7_342_002  # one pipeline run per database at a time
 
 # PostgreSQL encoding names -> Python codecs, for reading the header line only
@@ -53,63 +64,51 @@ def python_codec(encoding: str) -> str:
     return encoding
 
 
-class SourceError(Exception):
-    """A source file cannot be read (missing, empty, bad header)."""
-
-
 class IngestError(Exception):
     """COPY refused a file; nothing of it was kept. The message names file and line."""
 
 
 def describe_source(source: SourceFile) -> dict[str, Any]:
-    """Hash the file and read its header: everything known before any data work."""
-    path = Path(source.path)
-    digest = hashlib.sha256()
-    newlines = size = 0
-    try:
-        with path.open("rb") as handle:
-            first = handle.read(CHUNK)
-            chunk = first
-            while chunk:
-                digest.update(chunk)
-                newlines += chunk.count(b"\n")
-                size += len(chunk)
-                chunk = handle.read(CHUNK)
-    except OSError as exc:
-        raise SourceError(f"{path}: cannot read: {exc.strerror}") from None
-    has_bom = first.startswith(BOM)
+    """Read the file once, as COPY will, before any data work: hash the bytes as stored,
+    count the line breaks of its content (decompressed, in UTF-8) and parse its header."""
+    with objectstore.open_stored(source.path) as stored:
+        content = objectstore.Content(stored)
+        head, last = bytearray(), b""
+        for chunk in content.chunks():
+            if len(head) < CHUNK:
+                head += chunk[: CHUNK - len(head)]
+            last = chunk[-1:] or last
+    # PostgreSQL reads a transcoded UTF-16 file as the UTF-8 it became
+    copy_encoding = "UTF8" if content.transcoded_from else source.encoding
     return {
         "source_name": source.source_name,
         "path": source.path,
         "encoding": source.encoding,
+        "copy_encoding": copy_encoding,
         "delimiter": source.delimiter,
         "quote": source.quote,
-        "sha256": digest.hexdigest(),
-        "bytes": size,
-        "newlines": newlines,
-        "has_bom": has_bom,
-        "ends_with_newline": size > 0 and _last_byte(path) == b"\n",
-        **read_header(path, source, has_bom),
+        "sha256": content.sha256,
+        "bytes": content.stored_bytes,
+        "etag": stored.etag,  # an S3 object's version as read: the COPY pass asks for the same
+        "compression": content.compression,
+        "transcoded_from": content.transcoded_from,
+        "newlines": content.lines_done,
+        "has_bom": content.has_bom,
+        "ends_with_newline": last == b"\n",
+        **read_header(source, bytes(head), copy_encoding),
     }
 
 
-def _last_byte(path: Path) -> bytes:
-    with path.open("rb") as handle:
-        handle.seek(-1, io.SEEK_END)
-        return handle.read(1)
+def read_header(source: SourceFile, head: bytes, encoding: str) -> dict[str, Any]:
+    """Parse the header record only: the content up to the first line break outside quotes.
 
-
-def read_header(path: Path, source: SourceFile, has_bom: bool) -> dict[str, Any]:
-    """Parse the header record only: the bytes up to the first line break outside quotes.
-
-    Returns its column names and how many physical lines it spans (a quoted header name
-    may hold a line break), which is where the first record's line numbers start.
+    ``head`` is the start of the content (decompressed, UTF-8 if it was UTF-16, without a
+    byte-order mark). Returns the columns to land, how many physical lines the header spans
+    (a quoted header name may hold a line break: the first record's line numbers start
+    after it), the header's width and, when the source keeps some columns only, their
+    positions in the header.
     """
-    encoding = python_codec(source.encoding)
-    with path.open("rb") as handle:
-        head = handle.read(CHUNK)
-    if has_bom:
-        head = head[len(BOM):]
+    path = source.path
     end = -1
     while True:
         end = head.find(b"\n", end + 1)
@@ -118,21 +117,71 @@ def read_header(path: Path, source: SourceFile, has_bom: bool) -> dict[str, Any]
             break
     raw_header = head if end == -1 else head[: end + 1]
     try:
-        text = raw_header.decode(encoding)
+        text = raw_header.decode(python_codec(encoding))
     except (UnicodeDecodeError, LookupError) as exc:
-        raise SourceError(f"{path}:1: cannot read the header as {source.encoding}: {exc}") from None
+        raise SourceError(f"{path}:1: cannot read the header as {encoding}: {exc}") from None
     header = next(csv.reader(io.StringIO(text, newline=""), delimiter=source.delimiter, quotechar=source.quote), None)
     if not header:
         raise SourceError(f"{path}:1: the file is empty; a CSV source needs a header line")
+    shape = {"header_lines": max(1, raw_header.count(b"\n")), "header_width": len(header), "header": header}
+    if source.columns is not None:
+        return {**shape, "columns": list(source.columns), "keep_positions": kept_positions(path, header, source.columns)}
+    if len(header) > MAX_HEADER_COLUMNS:
+        raise SourceError(
+            f"{path}:1: the header has {len(header):,} columns; PostgreSQL tables hold at most "
+            f"{MAX_TABLE_COLUMNS:,} and landing needs {len(RESERVED_COLUMNS)} of them, so at most "
+            f"{MAX_HEADER_COLUMNS:,} can land: list the columns to keep in sources[].columns"
+        )
     for position, name in enumerate(header, start=1):
-        if not name.strip():
-            raise SourceError(f"{path}:1: header column {position} has no name")
-        if name in RESERVED_COLUMNS:
-            raise SourceError(f"{path}:1: header column {position} uses the reserved name {name!r}")
+        check_column_name(path, position, name)
     duplicated = sorted({n for n in header if header.count(n) > 1})
     if duplicated:
         raise SourceError(f"{path}:1: header names column {duplicated[0]!r} more than once")
-    return {"columns": header, "header_lines": max(1, raw_header.count(b"\n"))}
+    return {**shape, "columns": header, "keep_positions": None}
+
+
+def check_column_name(path: str, position: int, name: str) -> None:
+    if not name.strip():
+        raise SourceError(f"{path}:1: header column {position} has no name")
+    if name in RESERVED_COLUMNS:
+        raise SourceError(f"{path}:1: header column {position} uses the reserved name {name!r}")
+
+
+def kept_positions(path: str, header: list[str], keep: list[str]) -> list[int]:
+    """The 1-based header positions of the columns a source keeps (sources[].columns).
+
+    Only the kept names must be usable: the other columns are never landed, so an empty or
+    repeated name among them does not matter.
+    """
+    positions: dict[str, list[int]] = {}
+    for position, name in enumerate(header, start=1):
+        positions.setdefault(name, []).append(position)
+    kept = []
+    for name in keep:
+        found = positions.get(name, [])
+        if not found:
+            raise SourceError(f"{path}:1: sources[].columns lists {name!r}, which the header does not have"
+                              f"{did_you_mean(name, header)}")
+        if len(found) > 1:
+            raise SourceError(f"{path}:1: header names column {name!r} more than once "
+                              f"(columns {', '.join(map(str, found))}); sources[].columns cannot choose one")
+        check_column_name(path, found[0], name)
+        kept.append(found[0])
+    return kept
+
+
+def near_matches(name: str, names: Iterable[str]) -> list[str]:
+    """Names that differ from ``name`` only in case or surrounding spaces (AMOUNT for amount)."""
+    folded = name.strip().casefold()
+    return sorted({n for n in names if n != name and n.strip().casefold() == folded})
+
+
+def did_you_mean(name: str, names: Iterable[str]) -> str:
+    near = near_matches(name, names)
+    if not near:
+        return ""
+    return f"; the header has {' and '.join(map(repr, near))}, which differs only in case or spaces " \
+           "(names must match exactly)"
 
 
 def check_rule_columns(config: PipelineConfig, sources: list[dict[str, Any]]) -> None:
@@ -140,18 +189,37 @@ def check_rule_columns(config: PipelineConfig, sources: list[dict[str, Any]]) ->
 
     A column that some files have and others lack is data: in the records of the files
     that lack it the value is missing, and the rules say what that means (a
-    required_columns rule fails on them, a non_null rule counts them).
+    required_columns rule fails on them, a non_null rule counts them). But a name that no
+    file has while one differs from it only in case (``amount`` and ``AMOUNT``) is a typo
+    wherever it is, and a header column the source does not keep can never be checked.
     """
-    required = {c["column"] for c in config.checks if c["rule"] == "required_columns"}
+    record_checks = getattr(config, "record_checks", config.checks)  # order-level checks address the model's columns
+    required = {c["column"] for c in record_checks if c["rule"] == "required_columns"}
     known = {column for source in sources for column in source["columns"]}
-    for check in config.checks:
+    not_kept = {name for s in sources if s["keep_positions"] for name in s["header"]} - known
+    for check in record_checks:
         column = check["column"]
-        if column is None or column in required or column in known:
+        if column is None or column in known:
             continue
-        raise ConfigError(
-            config.expectations_path, check["key"],
-            f"no source file has a column {column!r} (columns: {', '.join(sorted(known))})",
-        )
+        where = rule_location(config, check)
+        if near_matches(column, known | not_kept):
+            raise ConfigError(*where, f"no source file has a column {column!r}{did_you_mean(column, known | not_kept)}")
+        if column in not_kept:
+            raise ConfigError(*where, f"{column!r} is in a header but not in its source's columns: list, "
+                                      "so it is not landed: add it there")
+        if column in required:
+            continue
+        raise ConfigError(*where, f"no source file has a column {column!r} (columns: {', '.join(sorted(known))})")
+
+
+def rule_location(config: PipelineConfig, check: dict[str, Any]) -> tuple[Path | str, str]:
+    """Where the user wrote the column a check addresses: a rule's key, or for a check the
+    runner added for a mapped column, the mapping in the pipeline config."""
+    if check.get("implicit"):
+        for canonical, column in config.columns.items():
+            if column == check["column"]:
+                return config.path, f"columns.{canonical}"
+    return config.expectations_path, check["key"]
 
 
 def lock_pipeline(conn: psycopg.Connection) -> None:
@@ -173,6 +241,12 @@ def require_ingested(conn: psycopg.Connection, sources: list[dict[str, Any]]) ->
             raise IngestError(f"{source['path']} (sha256 {source['sha256'][:12]}) is not ingested: run the ingest stage")
 
 
+def ingest_files(source: dict[str, Any]) -> tuple[str, ...]:
+    """The templates that ingest ``source``, in order: every column lands through CSV COPY;
+    kept columns land as whole lines that SQL splits (011, 012)."""
+    return KEPT_COLUMN_FILES if source["keep_positions"] else EVERY_COLUMN_FILES
+
+
 def render_ingest(source: dict[str, Any]) -> list[tuple[str, str]]:
     context = {
         "landing_columns": source["columns"],
@@ -181,12 +255,26 @@ def render_ingest(source: dict[str, Any]) -> list[tuple[str, str]]:
         "file_path": source["path"],
         "file_bytes": source["bytes"],
         "header_lines": source["header_lines"],
+        "header_width": source["header_width"],
+        "keep_positions": source["keep_positions"] or [],
+        "quote": source["quote"],
+        "quote_pair": source["quote"] * 2,
+        **csv_patterns(source["delimiter"], source["quote"]),
     }
-    return [(name, sqltemplate.render(name, context)) for name in
-            ("010_raw_landing.sql", "015_raw_landing_line_numbers.sql", "020_raw_events.sql")]
+    return [(name, sqltemplate.render(name, context)) for name in ingest_files(source)]
+
+
+def csv_patterns(delimiter: str, quote: str) -> dict[str, str]:
+    """PostgreSQL regular expressions for the CSV grammar COPY reads, over a record with a
+    delimiter put in front: each match is a delimiter and one field, quoted (a doubled quote
+    inside is one quote character) or not; a record is well formed when they cover it."""
+    d, q = (c if c.isalnum() else "\\" + c for c in (delimiter, quote))
+    field = f"{q}(?:[^{q}]|{q}{q})*{q}|[^{d}{q}]*"
+    return {"delimiter": delimiter, "field_pattern": f"{d}({field})", "record_pattern": f"^(?:{d}(?:{field}))+$"}
 
 
 def copy_statement(source: dict[str, Any]) -> sql.Composed:
+    """COPY of every column: PostgreSQL parses the CSV."""
     return sql.SQL(
         "COPY raw_landing ({columns}) FROM STDIN WITH "
         "(FORMAT csv, HEADER true, DELIMITER {delimiter}, QUOTE {quote}, ENCODING {encoding})"
@@ -194,26 +282,65 @@ def copy_statement(source: dict[str, Any]) -> sql.Composed:
         columns=sql.SQL(", ").join(sql.Identifier(c) for c in source["columns"]),
         delimiter=sql.Literal(source["delimiter"]),
         quote=sql.Literal(source["quote"]),
-        encoding=sql.Literal(source["encoding"]),
+        encoding=sql.Literal(source["copy_encoding"]),
     )
 
 
+def lines_copy_statement(source: dict[str, Any]) -> sql.Composed:
+    """COPY of whole lines (the content escaped by objectstore.Content(escape_text=True))."""
+    return sql.SQL("COPY raw_landing_lines (line) FROM STDIN WITH (FORMAT text, ENCODING {encoding})").format(
+        encoding=sql.Literal(source["copy_encoding"]))
+
+
 def psql_ingest_script(source: dict[str, Any], rendered: list[str]) -> str:
-    """A psql script that ingests ``source`` the way the runner does, with \\copy."""
-    landing, line_numbers, events = rendered
-    copy = copy_statement(source).as_string(None).replace("COPY raw_landing", "\\copy raw_landing", 1)
-    copy = copy.replace("FROM STDIN", "FROM " + sql.Literal(source["path"]).as_string(None), 1)
+    """A psql script that ingests ``source`` the way the runner does, with \\copy.
+
+    ``rendered`` names the rendered files of ``ingest_files(source)``, in order. A file
+    that is compressed, UTF-16, kept in S3 or landed line by line is read through a shell
+    pipeline (``\\copy ... FROM PROGRAM``) that does what the runner does in Python.
+    """
+    files = dict(zip(ingest_files(source), rendered))
+    kept = bool(source["keep_positions"])
+    statement = lines_copy_statement(source) if kept else copy_statement(source)
+    copy = statement.as_string(None).replace("COPY ", "\\copy ", 1)
+    copy = copy.replace("FROM STDIN", "FROM " + psql_input(source, escape_text=kept), 1)
+    landing = [f"\\ir {files[name]}" for name in ingest_files(source)]
+    program = "PROGRAM" in copy
     return (
         f"-- Ingests {source['path']} (sha256 {source['sha256']}) with psql, as the runner does.\n"
         "-- From the directory the config's paths are relative to (the repository root):\n"
         f"--   psql -v ON_ERROR_STOP=1 -v run_id=manual-1 --single-transaction -f <this file>\n"
         "-- Re-ingesting a file whose sha256 is stored fails on raw.ingested_files' primary key.\n"
-        "SET raw_to_ready.run_id = :'run_id';\n"
-        f"\\ir {landing}\n"
-        f"{copy}\n"
-        f"\\ir {line_numbers}\n"
-        f"\\ir {events}\n"
+        + ("-- The file is read through a program run by psql on this machine (it needs "
+           f"{', '.join(program_tools(source, kept))}); unlike the runner it does not check\n"
+           "-- that the bytes it reads still have the sha256 above.\n" if program else "")
+        + "SET raw_to_ready.run_id = :'run_id';\n"
+        + "\n".join(landing[:-2] + [copy] + landing[-2:]) + "\n"
     )
+
+
+def program_tools(source: dict[str, Any], escape_text: bool) -> list[str]:
+    tools = ["aws (the AWS CLI, credentials from the same AWS_* variables)"] if objectstore.is_s3(source["path"]) else []
+    tools += ["gzip"] if source["compression"] else []
+    tools += ["iconv"] if source["transcoded_from"] else []
+    return tools + (["sed"] if escape_text else [])
+
+
+def psql_input(source: dict[str, Any], escape_text: bool) -> str:
+    """What \\copy reads: the file itself, or ``PROGRAM '<pipeline>'`` doing what
+    objectstore.Content does: fetch, gunzip, UTF-16 to UTF-8, escape for the text format."""
+    path = source["path"]
+    steps = [f"aws s3 cp {shlex.quote(path)} -" if objectstore.is_s3(path) else f"cat {shlex.quote(path)}"]
+    if source["compression"] == "gzip":
+        steps.append("gzip -dc")
+    if source["transcoded_from"]:
+        steps.append("iconv -f UTF-16 -t UTF-8")  # reads the byte-order mark, drops it
+    if escape_text:
+        steps.append(r"LC_ALL=C sed -e 's/\\/\\\\/g' -e 's/\t/\\t/g' -e 's/\r/\\r/g'")
+    if len(steps) == 1 and not objectstore.is_s3(path):
+        return sql.Literal(path).as_string(None)
+    # psql reads the command as a quoted string: a quote is doubled, nothing else is special
+    return "PROGRAM '" + " | ".join(steps).replace("'", "''") + "'"
 
 
 def ingest_file(
@@ -233,31 +360,75 @@ def ingest_file(
         return 0
     rendered = dict(render_ingest(source))
     suffix = f".file{index}"
-    landing = rendered["010_raw_landing.sql"]
-    execute_sql(conn, "010_raw_landing.sql", landing, save("010_raw_landing.sql", landing, suffix))
+
+    def saved(name: str) -> Path:  # each rendered file is kept beside the run's other SQL
+        return save(name, rendered[name], suffix)
+
+    def run(name: str) -> None:
+        execute_sql(conn, name, rendered[name], saved(name))
+
+    run("010_raw_landing.sql")
+    if source["keep_positions"]:
+        records = land_kept_columns(conn, source, rendered, saved, run)
+    else:
+        records = land_every_column(conn, source, run)
     try:
-        with conn.cursor() as cur, Path(source["path"]).open("rb") as fh:
-            with cur.copy(copy_statement(source)) as copy:
-                if source["has_bom"]:
-                    fh.read(len(BOM))
-                while chunk := fh.read(CHUNK):
-                    copy.write(chunk)
-            records = cur.rowcount
-    except psycopg.Error as exc:
-        raise IngestError(describe_copy_error(exc, source)) from None
-    # More line breaks than the header's and one per record means quoted fields span lines.
-    expected_breaks = records + source["header_lines"] - (0 if source["ends_with_newline"] else 1)
-    if source["newlines"] > expected_breaks:
-        text = rendered["015_raw_landing_line_numbers.sql"]
-        execute_sql(conn, "015_raw_landing_line_numbers.sql", text,
-                    save("015_raw_landing_line_numbers.sql", text, suffix))
-    text = rendered["020_raw_events.sql"]
-    try:
-        execute_sql(conn, "020_raw_events.sql", text, save("020_raw_events.sql", text, suffix))
+        run("020_raw_events.sql")
     except StageError as exc:
         raise IngestError(f"{source['path']}: {exc}") from None
     log(f"  {source['path']}: {records:,} records ingested (sha256 {source['sha256'][:12]})")
     return records
+
+
+def land_every_column(conn: psycopg.Connection, source: dict[str, Any], run: Callable[[str], None]) -> int:
+    """PostgreSQL's CSV COPY into raw_landing, one column per header name; return records."""
+    with conn.cursor() as cur:
+        copy_content(cur, copy_statement(source), source)
+        records = cur.rowcount
+    # More line breaks than the header's and one per record means quoted fields span lines.
+    expected_breaks = records + source["header_lines"] - (0 if source["ends_with_newline"] else 1)
+    if source["newlines"] > expected_breaks:
+        run("015_raw_landing_line_numbers.sql")
+    return records
+
+
+def land_kept_columns(conn: psycopg.Connection, source: dict[str, Any], rendered: dict[str, str],
+                      saved: Callable[[str], Path], run: Callable[[str], None]) -> int:
+    """Each physical line lands whole (011, COPY's text format); 012 joins the lines of a
+    record, splits it into fields and keeps the listed columns. No table is ever wider than
+    the kept columns, and Python still never looks at a row."""
+    run("011_raw_landing_lines.sql")
+    with conn.cursor() as cur:
+        copy_content(cur, lines_copy_statement(source), source, escape_text=True)
+    name = "012_raw_landing_records.sql"
+    path = saved(name)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(rendered[name].encode("utf-8"))
+    except psycopg.errors.BadCopyFileFormat as exc:  # 012's own check names file and line
+        raise IngestError(f"{exc.diag.message_primary}; nothing of this file was kept") from None
+    except psycopg.Error as exc:
+        raise IngestError(f"{source['path']}: {describe_sql_error(exc, name, rendered[name], path)}") from None
+    return conn.execute("SELECT count(*) FROM raw_landing").fetchone()[0]
+
+
+def copy_content(cur: psycopg.Cursor, statement: sql.Composed, source: dict[str, Any], escape_text: bool = False) -> None:
+    """Stream the file's content into COPY, and refuse it unless it is the content that was
+    described: the S3 object must keep its ETag (If-Match) and the bytes their sha256."""
+    try:
+        with objectstore.open_stored(source["path"], etag=source["etag"]) as stored:
+            content = objectstore.Content(stored, escape_text=escape_text)
+            with cur.copy(statement) as copy:
+                for chunk in content.chunks():
+                    copy.write(chunk)
+    except SourceError as exc:
+        raise IngestError(f"{exc}; nothing of this file was kept") from None
+    except psycopg.Error as exc:
+        raise IngestError(describe_copy_error(exc, source)) from None
+    if content.sha256 != source["sha256"]:
+        raise IngestError(f"{source['path']}: the file changed while it was being read (sha256 "
+                          f"{source['sha256'][:12]} when described, {content.sha256[:12]} when copied): run again; "
+                          "nothing of this file was kept")
 
 
 def describe_copy_error(exc: psycopg.Error, source: dict[str, Any]) -> str:
@@ -269,5 +440,7 @@ def describe_copy_error(exc: psycopg.Error, source: dict[str, Any]) -> str:
     if isinstance(exc, (psycopg.errors.CharacterNotInRepertoire, psycopg.errors.UntranslatableCharacter)):
         hint = f" (the config says the file is {source['encoding']}; set sources[].encoding if it is not)"
     elif isinstance(exc, psycopg.errors.BadCopyFileFormat):
-        hint = f" (the header has {len(source['columns'])} columns; every record needs as many fields)"
+        hint = f" (the header has {source['header_width']} columns; every record needs as many fields)"
+    elif isinstance(exc, psycopg.errors.ProgramLimitExceeded):
+        hint = " (a record too wide for one table row: list the columns to keep in sources[].columns)"
     return f"{where}: {message}{hint}; nothing of this file was kept"

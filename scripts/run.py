@@ -33,17 +33,18 @@ import psycopg
 from psycopg.rows import dict_row
 
 from scripts import config as config_mod
-from scripts import ingest, migrate, pgembed, sqltemplate
+from scripts import ingest, migrate, models, pgembed, report as report_mod, sqltemplate
 from scripts.sqlexec import StageError, execute_sql
 from scripts.config import ConfigError, PipelineConfig
 
 EXIT_PASSED, EXIT_VALIDATION_FAILED, EXIT_USAGE, EXIT_RUNTIME = 0, 1, 2, 3
-DATA_STAGES = {"ingest", "validate", "stage", "features", "splits"}
-STAGES = ["migrate", "ingest", "validate", "stage", "features", "splits", "registry"]
+DATA_STAGES = {"ingest", "validate", "model", "stage", "features", "splits"}
+STAGES = ["migrate", "ingest", "validate", "model", "stage", "features", "splits", "registry"]
 
 # The post-ingest stages and the files each executes, in order.
 STAGE_FILES = {
-    "validate": ["030_validate_expectations.sql", "035_validate_failures.sql"],
+    "validate": ["030_validate_expectations.sql", "033_validate_quarantine.sql", "035_validate_failures.sql"],
+    "model": ["037_model_orders.sql", "038_validate_orders.sql"],
     "stage": ["040_stg_orders.sql"],
     "features": ["050_feats_customer_features.sql"],
     "splits": ["060_meta_dataset_splits.sql"],
@@ -51,7 +52,9 @@ STAGE_FILES = {
 }
 INGEST_FILES = ["010_raw_landing.sql", "015_raw_landing_line_numbers.sql", "020_raw_events.sql",
                 "025_raw_events_analyze.sql"]
-ARTIFACTS = Path("artifacts")
+ARTIFACTS = report_mod.ARTIFACTS
+# The gates: the stages whose checks can stop a run, and the level of checks each runs.
+GATE_LEVELS = {"validate": "records", "model": "orders"}
 
 
 class ValidationFailed(Exception):
@@ -67,13 +70,17 @@ class Run:
     warn_error: bool = False
     stages: list[dict[str, Any]] = field(default_factory=list)
     sources: list[dict[str, Any]] = field(default_factory=list)
-    checks: list[dict[str, Any]] = field(default_factory=list)
+    results: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # level -> checks
     splits: list[dict[str, Any]] = field(default_factory=list)
     feature_version: str | None = None
 
     @property
     def batch_file_sha256s(self) -> list[str]:
         return [s["sha256"] for s in self.sources]
+
+    @property
+    def checks(self) -> list[dict[str, Any]]:
+        return [check for level in GATE_LEVELS.values() for check in self.results.get(level, [])]
 
 
 def new_run_id() -> str:
@@ -88,11 +95,13 @@ def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def template_context(config: PipelineConfig, batch_file_sha256s: list[str]) -> dict[str, Any]:
-    """Everything the post-ingest templates may use; values come from configs, not runs."""
-    return {
-        "batch_file_sha256s": batch_file_sha256s,
-        "checks": config.checks,
+def template_context(config: PipelineConfig, sources: list[dict[str, Any]]) -> dict[str, Any]:
+    """Everything the post-ingest templates may use; values come from configs and the
+    content of the named files, never from runs."""
+    context = {
+        "batch_file_sha256s": [s["sha256"] for s in sources],
+        "checks": config.record_checks,
+        "order_checks": config.order_checks,
         "failure_history_cap": config.validation["failure_history_cap"],
         "columns": config.columns,
         "staging": config.staging,
@@ -100,10 +109,12 @@ def template_context(config: PipelineConfig, batch_file_sha256s: list[str]) -> d
         "features": config.features,
         "splits": config.splits,
     }
+    context["models"] = models.render_models(config, sources, context) if sources else []
+    return context
 
 
-def render_stage(config: PipelineConfig, stage: str, batch: list[str]) -> list[tuple[str, str]]:
-    context = template_context(config, batch)
+def render_stage(config: PipelineConfig, stage: str, sources: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    context = template_context(config, sources)
     return [(name, sqltemplate.render(name, context)) for name in STAGE_FILES[stage]]
 
 
@@ -167,7 +178,7 @@ def record_stage(run: Run, record: dict[str, Any]) -> None:
 # --- stages -------------------------------------------------------------------------------
 
 
-def stage_migrate(run: Run) -> None:
+def stage_migrate(run: Run, stage: str = "migrate") -> None:
     with stage_timer(run, "migrate") as record:
         applied = migrate.apply_pending(run.conn, log=log)
         record["rows"] = len(applied)
@@ -175,9 +186,11 @@ def stage_migrate(run: Run) -> None:
             "INSERT INTO meta.runs (run_id, config_path) VALUES (%s, %s) ON CONFLICT DO NOTHING",
             (run.run_id, str(run.config.path)),
         )
+    # before any data work: every source model returns the canonical columns and types
+    models.check_contract(run.conn, template_context(run.config, run.sources)["models"])
 
 
-def stage_ingest(run: Run) -> None:
+def stage_ingest(run: Run, stage: str = "ingest") -> None:
     with stage_timer(run, "ingest") as record:
         with run.conn.transaction():
             set_run_settings(run.conn, {"run_id": run.run_id})
@@ -193,20 +206,28 @@ def stage_ingest(run: Run) -> None:
         record["rows"] = total
 
 
-def stage_validate(run: Run) -> None:
-    with stage_timer(run, "validate") as record:
+def stage_gate(run: Run, stage: str) -> None:
+    """A stage whose checks can stop the run: validate (record-level checks, quarantine)
+    and model (the source models, then the order-level checks of what they produced)."""
+    level = GATE_LEVELS[stage]
+    with stage_timer(run, stage) as record:
         ingest.require_ingested(run.conn, run.sources)
         with run.conn.transaction():
             set_run_settings(run.conn, {"run_id": run.run_id})
-            run_files(run, "validate", record)
-        run.checks = fetch_checks(run)
-        record["rows"] = run.checks[0]["row_count"] if run.checks else 0
-        failing = [c for c in run.checks if c["status"] == "fail"]
-        warnings = [c for c in run.checks if c["status"] == "warn"]
-        for check in run.checks:
-            if check["status"] != "pass":
+            run_files(run, stage, record)
+        checks = report_mod.fetch_checks(run.conn, run.run_id, run.config.checks, level,
+                                         run.config.validation["failure_sample_size"])
+        run.results[level] = checks
+        record["rows"] = checks[0]["row_count"] if checks else 0
+        failing = [c for c in checks if c["status"] == "fail"]
+        warnings = [c for c in checks if c["status"] == "warn"]
+        for check in checks:
+            if check["status"] == "quarantine":
+                log(f"  QUARANTINE {check['id']}: {check['failing_count']:,} records set aside "
+                    f"({check['failing_percent']}%) in meta.quarantine; the run goes on")
+            elif check["status"] != "pass":
                 log(f"  {check['status'].upper():<4} {check['id']}: {check['message']} "
-                    f"({check['failing_count']:,} rows, {check['failing_percent']}%)")
+                    f"({check['failing_count']:,} {level}, {check['failing_percent']}%)")
         if failing or (run.warn_error and warnings):
             raise ValidationFailed(
                 f"{len(failing)} check(s) failed"
@@ -218,7 +239,7 @@ def stage_validate(run: Run) -> None:
 def run_files(run: Run, stage: str, record: dict[str, Any]) -> None:
     results: list[tuple[str, int]] = []
     digests = []
-    for name, text in render_stage(run.config, stage, run.batch_file_sha256s):
+    for name, text in render_stage(run.config, stage, run.sources):
         path = save_sql(run, name, text)
         digests.append(sha256_text(text))
         results += execute_sql(run.conn, name, text, path)
@@ -229,46 +250,6 @@ def run_files(run: Run, stage: str, record: dict[str, Any]) -> None:
         # the table a stage builds is its largest statement
         record["rows"] = max((rows for _, rows in results), default=0)
     record["sql_sha256"] = sha256_text("".join(digests))
-
-
-def fetch_checks(run: Run) -> list[dict[str, Any]]:
-    sample_size = run.config.validation["failure_sample_size"]
-    by_id = {c["id"]: c for c in run.config.checks}
-    with run.conn.cursor(row_factory=dict_row) as cur:
-        cur.execute(
-            "SELECT check_id, rule, column_name, severity, status, failing_count, row_count,"
-            " failing_percent::float AS failing_percent, message"
-            " FROM meta.validation_results WHERE run_id = %s ORDER BY check_id",
-            (run.run_id,),
-        )
-        results = cur.fetchall()
-        cur.execute(
-            "SELECT check_id, file_path, line_number, failing_value AS value FROM ("
-            "  SELECT f.*, row_number() OVER (PARTITION BY check_id ORDER BY failure_id) AS n"
-            "  FROM meta.validation_failures AS f WHERE run_id = %s) AS ranked"
-            " WHERE n <= %s ORDER BY check_id, failure_id",
-            (run.run_id, sample_size),
-        )
-        samples: dict[str, list[dict[str, Any]]] = {}
-        for row in cur.fetchall():
-            samples.setdefault(row.pop("check_id"), []).append(row)
-    checks = []
-    for result in results:
-        spec = by_id.get(result["check_id"], {})
-        checks.append({
-            "id": result["check_id"],
-            "column": result["column_name"],
-            "rule": result["rule"],
-            "severity": result["severity"],
-            "status": result["status"],
-            "failing_count": result["failing_count"],
-            "failing_percent": result["failing_percent"],
-            "row_count": result["row_count"],
-            "message": result["message"],
-            "implicit": bool(spec.get("implicit")),
-            "samples": samples.get(result["check_id"], []),
-        })
-    return checks
 
 
 def stage_sql(run: Run, stage: str) -> None:
@@ -310,7 +291,7 @@ def content_hashes(run: Run) -> dict[str, dict[str, str]]:
     for path in migrate.migration_files():
         sql_hashes[f"migrations/{path.name}"] = hashlib.sha256(path.read_bytes()).hexdigest()
     for stage in STAGE_FILES:
-        for name, text in render_stage(config, stage, run.batch_file_sha256s):
+        for name, text in render_stage(config, stage, run.sources):
             sql_hashes[name] = sha256_text(text)
     for name in sorted((sqltemplate.SQL_DIR / "macros").glob("*.sql")):
         sql_hashes[f"macros/{name.name}"] = hashlib.sha256(name.read_bytes()).hexdigest()
@@ -347,7 +328,7 @@ def git_commit() -> str:
     return result.stdout.strip() if result.returncode == 0 else ""
 
 
-def stage_registry(run: Run) -> None:
+def stage_registry(run: Run, stage: str = "registry") -> None:
     hashes = content_hashes(run)
     run.feature_version = feature_version(hashes)
     with stage_timer(run, "registry") as record:
@@ -365,13 +346,6 @@ def stage_registry(run: Run) -> None:
 
 
 # --- report -------------------------------------------------------------------------------
-
-
-def write_report(run_id: str, report: dict[str, Any]) -> Path:
-    path = ARTIFACTS / "reports" / f"{run_id}.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=2, default=str) + "\n", encoding="utf-8")
-    return path
 
 
 def peak_rss_mib() -> float:
@@ -406,6 +380,11 @@ def check_patterns(conn: psycopg.Connection, config: PipelineConfig) -> None:
                 from None
 
 
+# The stages that are not plain SQL stages (stage_sql); a new one adds an entry here.
+STAGE_RUNNERS = {"migrate": stage_migrate, "ingest": stage_ingest, "validate": stage_gate, "model": stage_gate,
+                 "registry": stage_registry}
+
+
 def run_pipeline(
     config_path: str | Path,
     database_url: str | None = None,
@@ -424,7 +403,9 @@ def run_pipeline(
     code = EXIT_RUNTIME
     try:
         config = config_mod.load(config_path)
-        sources = [ingest.describe_source(f) for f in config.files]
+        for note in config.notes:
+            log(f"note: {note}")
+        sources = describe_sources(config)
         ingest.check_rule_columns(config, sources)
         conn = connect(database_url or pgembed.resolve_database_url())
         run = Run(config=config, run_id=run_id, conn=conn, out_dir=ARTIFACTS / "runs" / run_id,
@@ -433,16 +414,7 @@ def run_pipeline(
         check_patterns(conn, config)
         ingest.lock_pipeline(conn)
         for stage in STAGES[: STAGES.index(through) + 1]:
-            if stage == "migrate":
-                stage_migrate(run)
-            elif stage == "ingest":
-                stage_ingest(run)
-            elif stage == "validate":
-                stage_validate(run)
-            elif stage == "registry":
-                stage_registry(run)
-            else:
-                stage_sql(run, stage)
+            STAGE_RUNNERS.get(stage, stage_sql)(run, stage)
         code = EXIT_PASSED
         report["status"] = "passed"
     except ValidationFailed as exc:
@@ -475,9 +447,14 @@ def run_pipeline(
         report["finished_at"] = dt.datetime.now(dt.timezone.utc).isoformat()
         if run is not None:
             finish_run(run, report, code)
-        path = write_report(run_id, report)
+        path = report_mod.write_report(run_id, report)
         log(f"report: {path}")
     return code, report
+
+
+def describe_sources(config: PipelineConfig) -> list[dict[str, Any]]:
+    """Every named file, hashed, with its header and its source's model."""
+    return [{**ingest.describe_source(f), "model": f.model} for f in config.files]
 
 
 def finish_run(run: Run, report: dict[str, Any], code: int) -> None:
@@ -498,6 +475,7 @@ def finish_run(run: Run, report: dict[str, Any], code: int) -> None:
             for s in run.sources
         ],
         "checks": checks,
+        "quarantine": report_mod.quarantine_summary(checks),
         "splits": run.splits,
         "runner_peak_rss_mib": round(peak_rss_mib(), 1),
     })
@@ -519,8 +497,7 @@ def finish_run(run: Run, report: dict[str, Any], code: int) -> None:
 def render_all(config_path: str | Path, out_dir: Path) -> list[Path]:
     """Write every stage's rendered SQL (ingest per source file) for DBAs; no database needed."""
     config = config_mod.load(config_path)
-    sources = [ingest.describe_source(f) for f in config.files]
-    batch = [s["sha256"] for s in sources]
+    sources = describe_sources(config)
     written = []
     out_dir.mkdir(parents=True, exist_ok=True)
     for path in migrate.migration_files():
@@ -540,7 +517,7 @@ def render_all(config_path: str | Path, out_dir: Path) -> list[Path]:
         target.write_text(ingest.psql_ingest_script(source, parts), encoding="utf-8")
         written.append(target)
     for stage in STAGE_FILES:
-        for name, text in render_stage(config, stage, batch):
+        for name, text in render_stage(config, stage, sources):
             target = out_dir / name
             target.write_text(text, encoding="utf-8")
             written.append(target)

@@ -1,5 +1,5 @@
 {%- import 'macros/rules.sql' as rules -%}
--- Evaluates every expectation over the batch: the raw events of the files the config
+-- Evaluates every record-level expectation over the batch: the raw events of the files the config
 -- names now. Row rules share one aggregate scan; uniqueness and exact repeats share one
 -- grouping by key (plus a look at the few repeated keys). Writes one row per check.
 -- grain: one row per check (meta.validation_results) for this run
@@ -8,19 +8,6 @@
 {%- set row_checks = checks | rejectattr('rule', 'in', ['unique', 'exact_duplicates', 'min_rows']) | list %}
 {%- set unique_columns = checks | selectattr('rule', 'equalto', 'unique') | map(attribute='column') | list %}
 {%- set key_columns = ([columns.order_id] + unique_columns) | unique(case_sensitive=true) | list %}
-{#- A threshold is '>' or '>=' a count, or a percentage of the batch's rows; the
-    percentage is compared exactly (count * 100 against value * rows), not rounded. -#}
-{%- macro breaches(kind) -%}
-CASE c.{{ kind }}_op
-            WHEN '>' THEN
-                CASE WHEN c.{{ kind }}_is_percent THEN c.failing_count * 100 > c.{{ kind }}_value * c.row_count
-                    ELSE c.failing_count > c.{{ kind }}_value END
-            WHEN '>=' THEN
-                CASE WHEN c.{{ kind }}_is_percent THEN c.failing_count * 100 >= c.{{ kind }}_value * c.row_count
-                    ELSE c.failing_count >= c.{{ kind }}_value END
-        END
-{%- endmacro %}
-
 -- Both passes run as CREATE TABLE AS so that PostgreSQL can scan with parallel
 -- workers (an INSERT ... SELECT never runs in parallel).
 SET LOCAL work_mem = '256MB';
@@ -79,7 +66,7 @@ UNION ALL
 
 INSERT INTO meta.validation_results (
     run_id, check_id, rule, column_name, severity, status,
-    failing_count, row_count, failing_percent, message
+    failing_count, row_count, failing_percent, message, level, action
 )
 WITH key_failures AS (
     SELECT
@@ -122,6 +109,7 @@ check_counts AS (
         c.column_name,
         c.severity,
         c.message,
+        c.action,
         c.error_op,
         c.error_value,
         c.error_is_percent,
@@ -140,10 +128,9 @@ check_counts AS (
         (
             {{ check.id | literal }}, {{ check.rule | literal }}, {{ check.column | literal }}::text,
             {{ check.severity | literal }}, {{ check.message | literal }},
-            {{ check.error_if.op | literal }}, {{ check.error_if.value | literal }}::numeric,
-            {{ check.error_if.percent | literal }},
-            {{ check.warn_if.op | literal }}, {{ check.warn_if.value | literal }}::numeric,
-            {{ check.warn_if.percent | literal }},
+            {{ check.action | literal }},
+            {{ rules.threshold(check.error_if) }},
+            {{ rules.threshold(check.warn_if) }},
             {%- if check.rule == 'unique' %}
             k.{{ ('key_check_' ~ (key_columns.index(check.column) + 1)) | ident }}
             {%- elif check.rule == 'exact_duplicates' %}
@@ -157,7 +144,7 @@ check_counts AS (
         ){{ "," if not loop.last }}
         {%- endfor %}
     ) AS c (
-        check_id, rule, column_name, severity, message,
+        check_id, rule, column_name, severity, message, action,
         error_op, error_value, error_is_percent, warn_op, warn_value, warn_is_percent,
         failing_count
     )
@@ -166,8 +153,8 @@ check_counts AS (
 check_thresholds AS (
     SELECT
         c.*,
-        {{ breaches('error') }} AS is_error,
-        {{ breaches('warn') }} AS is_warn
+        {{ rules.breaches('error') }} AS is_error,
+        {{ rules.breaches('warn') }} AS is_warn
     FROM check_counts AS c
 )
 
@@ -178,14 +165,18 @@ SELECT
     column_name,
     severity,
     -- a warn-severity check never fails the run; an error-severity one warns below
-    -- error_if; a check with no offending record always passes
+    -- error_if; a quarantine check sets its records aside (and fails past error_if); a
+    -- check with no offending record always passes
     CASE
         WHEN failing_count > 0 AND severity = 'error' AND is_error THEN 'fail'
         WHEN failing_count > 0 AND is_warn THEN 'warn'
+        WHEN failing_count > 0 AND action = 'quarantine' THEN 'quarantine'
         ELSE 'pass'
     END AS status,
     failing_count,
     row_count,
     failing_percent,
-    message
+    message,
+    'records' AS level,
+    action
 FROM check_thresholds;

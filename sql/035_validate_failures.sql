@@ -7,21 +7,6 @@
 -- settings: raw_to_ready.run_id
 {%- set row_checks = checks | rejectattr('rule', 'in', ['unique', 'exact_duplicates', 'min_rows']) | list %}
 {%- set unique_checks = checks | selectattr('rule', 'equalto', 'unique') | list %}
-{#- A row rule's own macro; for unique, the record's key carries more than one distinct
-    record in the batch. -#}
-{%- macro offends(check) -%}
-{%- if check.rule == 'unique' -%}
-{{ rules.trimmed(rules.field(check)) }} IN (
-            SELECT {{ rules.trimmed('k.payload ->> ' ~ (check.column | literal)) }}
-            FROM batch_events AS k
-            WHERE nullif({{ rules.trimmed('k.payload ->> ' ~ (check.column | literal)) }}, '') IS NOT NULL
-            GROUP BY {{ rules.trimmed('k.payload ->> ' ~ (check.column | literal)) }}
-            HAVING count(DISTINCT k.payload) > 1
-        )
-{%- else -%}
-{{ rules[check.rule](check) }}
-{%- endif -%}
-{%- endmacro %}
 -- Dates are parsed as staging will parse them, never by the server's DateStyle.
 SET LOCAL datestyle = {{ ('ISO, ' ~ staging.date_order) | literal }};
 
@@ -33,7 +18,10 @@ WITH flagged_checks AS (
     FROM meta.validation_results AS r
     WHERE
         r.run_id = current_setting('raw_to_ready.run_id')
+        AND r.level = 'records'
         AND r.status != 'pass'
+        -- a quarantine check's records are all in meta.quarantine already
+        AND r.action = 'fail'
 ),
 
 batch_events AS (
@@ -60,7 +48,7 @@ offending AS (
     FROM batch_events AS e
     WHERE
         {{ check.id | literal }} IN (SELECT f.check_id FROM flagged_checks AS f)
-        AND {{ offends(check) }}
+        AND {{ rules.offends(check) }}
     UNION ALL
     {%- endfor %}
     -- every copy of a record after its first is an exact repeat

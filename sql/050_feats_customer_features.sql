@@ -2,7 +2,8 @@
 -- grain: one row per (customer_id, feature_time), feature_time being an instant at which
 --        the customer ordered; orders at the same instant share one row
 -- requires: 040_stg_orders.sql
--- Definitions (customer c, feature_time t, over c's staged orders):
+-- Definitions (customer c, feature_time t, over c's staged orders that count: every
+-- status but features.exclude_statuses):
 --   orders_<N>d  = count of orders with t - N days <= order_at <= t
 --   revenue_<N>d = sum of amount over the same orders (0 when none has an amount)
 --   days_since_last_order = floor((t - latest order_at strictly before t) / 24 h);
@@ -24,8 +25,13 @@ WITH orders AS (
         o.order_at,
         o.amount
     FROM stg.orders AS o
-    -- an order without a customer cannot describe one
-    WHERE o.customer_id IS NOT NULL
+    WHERE
+        -- an order without a customer cannot describe one
+        o.customer_id IS NOT NULL
+        {%- if features.exclude_statuses %}
+        -- orders whose status does not count (features.exclude_statuses); no status counts
+        AND NOT coalesce(o.status = ANY({{ features.exclude_statuses | literal }}::text[]), FALSE)
+        {%- endif %}
 ),
 
 order_instants AS (

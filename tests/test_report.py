@@ -27,12 +27,14 @@ def test_passing_run_reports_every_stage(project, db_url):
     saved = read_report(project, report["run_id"])
     assert saved["validation_passed"] is True and saved["errors"] == [] and saved["status"] == "passed"
     assert [s["stage"] for s in saved["stages"]] == [
-        "migrate", "ingest", "validate", "stage", "features", "splits", "registry"]
+        "migrate", "ingest", "validate", "model", "stage", "features", "splits", "registry"]
     assert all(s["status"] == "ok" and s["seconds"] >= 0 for s in saved["stages"])
     rows = {s["stage"]: s["rows"] for s in saved["stages"]}
-    assert rows["ingest"] == 2 and rows["validate"] == 2 and rows["stage"] == 2 and rows["features"] == 2
+    assert rows["ingest"] == 2 and rows["validate"] == 2 and rows["model"] == 2 and rows["stage"] == 2
+    assert rows["features"] == 2
     assert saved["feature_version"] and len(saved["feature_version"]) == 64
-    assert {c["id"] for c in saved["checks"]} >= {"types.order_ts", "non_null.order_id"}
+    assert {c["id"] for c in saved["checks"]} >= {"types.order_ts", "non_null.order_id", "orders.unique.order_id"}
+    assert saved["quarantine"] == {"records": 0, "by_check": {}}
 
 
 def test_failing_run_reports_in_the_seed_shape(project, db_url):

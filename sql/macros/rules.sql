@@ -69,3 +69,85 @@ nullif({{ trimmed(field(check)) }}, '') IS NULL
 {%- macro matches(check) -%}
 {{ field(check) }} !~ {{ check.params.pattern | literal }}
 {%- endmacro -%}
+
+{#- The record rule's expression, or for unique: the record's key carries more than one
+    distinct record in the batch (`batch_events` is the CTE of the file using it). -#}
+{%- macro offends(check) -%}
+{%- if check.rule == 'unique' -%}
+{{ trimmed(field(check)) }} IN (
+            SELECT {{ trimmed('k.payload ->> ' ~ (check.column | literal)) }}
+            FROM batch_events AS k
+            WHERE nullif({{ trimmed('k.payload ->> ' ~ (check.column | literal)) }}, '') IS NOT NULL
+            GROUP BY {{ trimmed('k.payload ->> ' ~ (check.column | literal)) }}
+            HAVING count(DISTINCT k.payload) > 1
+        )
+{%- else -%}
+{{ caller_rule(check) }}
+{%- endif -%}
+{%- endmacro -%}
+
+{%- macro caller_rule(check) -%}
+{%- if check.rule == 'required_columns' %}{{ required_columns(check) }}
+{%- elif check.rule == 'non_null' %}{{ non_null(check) }}
+{%- elif check.rule == 'types' %}{{ types(check) }}
+{%- elif check.rule == 'ranges' %}{{ ranges(check) }}
+{%- elif check.rule == 'allowed_values' %}{{ allowed_values(check) }}
+{%- elif check.rule == 'max_decimal_places' %}{{ max_decimal_places(check) }}
+{%- elif check.rule == 'matches' %}{{ matches(check) }}
+{%- endif -%}
+{%- endmacro -%}
+
+{#-
+  Order-level rules: the same rules over the models' typed orders `o` (stg.model_orders).
+  counted_only restricts a rule to the orders the features count (features.exclude_statuses).
+-#}
+{%- macro order_field(check) -%}
+o.{{ check.column | ident }}
+{%- endmacro -%}
+
+{%- macro order_offends(check) -%}
+{%- if check.params.get('counted_only') and check.params.exclude_statuses -%}
+NOT coalesce(o.status = ANY({{ check.params.exclude_statuses | literal }}::text[]), FALSE) AND
+{% endif -%}
+{%- if check.rule == 'non_null' -%}
+{{ order_field(check) }} IS NULL
+{%- elif check.rule == 'unique' -%}
+{{ order_field(check) }} IN (
+            SELECT k.{{ check.column | ident }}
+            FROM stg.model_orders AS k
+            WHERE k.{{ check.column | ident }} IS NOT NULL
+            GROUP BY k.{{ check.column | ident }}
+            HAVING count(*) > 1
+        )
+{%- elif check.rule == 'ranges' -%}
+{{ order_field(check) }}::numeric NOT BETWEEN {{ check.params.get('min') | literal }}::numeric
+    AND {{ check.params.get('max') | literal }}::numeric
+{%- elif check.rule == 'allowed_values' -%}
+{{ order_field(check) }}::text != ALL({{ check.params['values'] | literal }}::text[])
+{%- elif check.rule == 'max_decimal_places' -%}
+scale(trim_scale({{ order_field(check) }}::numeric)) > {{ check.params.places | literal }}
+{%- elif check.rule == 'matches' -%}
+{{ order_field(check) }}::text !~ {{ check.params.pattern | literal }}
+{%- endif -%}
+{%- endmacro -%}
+
+{#- A threshold is '>' or '>=' a count, or a percentage of the batch's rows; the
+    percentage is compared exactly (count * 100 against value * rows), not rounded. -#}
+{%- macro breaches(kind) -%}
+CASE c.{{ kind }}_op
+            WHEN '>' THEN
+                CASE WHEN c.{{ kind }}_is_percent THEN c.failing_count * 100 > c.{{ kind }}_value * c.row_count
+                    ELSE c.failing_count > c.{{ kind }}_value END
+            WHEN '>=' THEN
+                CASE WHEN c.{{ kind }}_is_percent THEN c.failing_count * 100 >= c.{{ kind }}_value * c.row_count
+                    ELSE c.failing_count >= c.{{ kind }}_value END
+        END
+{%- endmacro -%}
+{#- A threshold's three values; a quarantine check without error_if has none (never breached). -#}
+{%- macro threshold(t) -%}
+{%- if t -%}
+{{ t.op | literal }}, {{ t.value | literal }}::numeric, {{ t.percent | literal }}
+{%- else -%}
+NULL::text, NULL::numeric, NULL::boolean
+{%- endif -%}
+{%- endmacro -%}
