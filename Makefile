@@ -14,8 +14,8 @@ export PGSERVER_POSTGRES_VERSION := $(PG_VERSION)
 RUN := $(PY) -m scripts.run --config $(CONFIG)
 
 .DEFAULT_GOAL := help
-.PHONY: help all install db-up db-stop psql migrate ingest validate stage features splits render \
-	lint test bench demo-dirty clean distclean
+.PHONY: help all install db-up db-stop psql migrate ingest validate model stage features splits render \
+	lint test bench demo-dirty demo-uci clean distclean
 
 help: ## List the targets (the default)
 	@echo "raw-to-ready: make <target> [CONFIG=configs/pipeline.yaml] [DATABASE_URL=...]"
@@ -48,8 +48,11 @@ migrate: install ## Apply pending schema migrations
 ingest: install ## Run through ingest: COPY the configured files into raw.raw_events
 	$(RUN) --stage ingest
 
-validate: install ## Run through validation: the expectations gate
+validate: install ## Run through validation: record-level rules, quarantine
 	$(RUN) --stage validate
+
+model: install ## Run through the source models and order-level rules: stg.model_orders
+	$(RUN) --stage model
 
 stage: install ## Run through staging: stg.orders
 	$(RUN) --stage stage
@@ -76,6 +79,9 @@ bench: install ## Benchmark every stage on ROWS generated orders (ROWS=1000000 B
 
 demo-dirty: install ## Run the bundled dirty sample: the gate fails on purpose (runner exit 1)
 	$(PY) -m scripts.run --config configs/pipeline_dirty.yaml
+
+demo-uci: install db-up ## Run the real UCI Online Retail lines: a source model, quarantine (exit 0)
+	$(PY) -m scripts.run --config configs/uci_online_retail.yaml
 
 clean: ## Remove generated artifacts (reports, rendered SQL, runs, benchmark data)
 	@echo "== removing artifacts/* and data/bench/"

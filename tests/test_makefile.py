@@ -7,7 +7,7 @@ import subprocess
 
 from tests.helpers import REPO_ROOT
 
-PIPELINE_ORDER = ["all", "install", "db-up", "db-stop", "psql", "migrate", "ingest", "validate", "stage",
+PIPELINE_ORDER = ["all", "install", "db-up", "db-stop", "psql", "migrate", "ingest", "validate", "model", "stage",
                   "features", "splits", "render", "lint", "test", "bench", "clean"]
 
 
