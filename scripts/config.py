@@ -1,8 +1,9 @@
-"""Load and check configs/pipeline.yaml and configs/expectations.yaml.
+"""Load and check configs/pipeline.yaml (its expectations file: scripts/expectations.py).
 
 Everything a user can get wrong in a config is refused here, before any data work, with the
 file, the key and what to do. The result is plain data (dicts and lists) that the SQL
-templates loop over.
+templates loop over. The seed's own keys are read too (sources[].path and type,
+splits.method and *_ratio, validation.fail_on_error; db is ignored with a note).
 """
 
 from __future__ import annotations
