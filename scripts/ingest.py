@@ -115,6 +115,9 @@ def read_header(source: SourceFile, head: bytes, encoding: str) -> dict[str, Any
         # a line break inside a quoted header field does not end the record
         if end == -1 or head[:end].count(source.quote.encode()) % 2 == 0:
             break
+    if end == -1 and len(head) >= CHUNK:
+        raise SourceError(f"{path}:1: no line break in the first {CHUNK:,} bytes: the header is longer than "
+                          "1 MiB, or the delimiter or quote is not the file's")
     raw_header = head if end == -1 else head[: end + 1]
     try:
         text = raw_header.decode(python_codec(encoding))
@@ -255,22 +258,28 @@ def render_ingest(source: dict[str, Any]) -> list[tuple[str, str]]:
         "file_path": source["path"],
         "file_bytes": source["bytes"],
         "header_lines": source["header_lines"],
-        "header_width": source["header_width"],
-        "keep_positions": source["keep_positions"] or [],
-        "quote": source["quote"],
-        "quote_pair": source["quote"] * 2,
-        **csv_patterns(source["delimiter"], source["quote"]),
     }
     return [(name, sqltemplate.render(name, context)) for name in ingest_files(source)]
 
 
-def csv_patterns(delimiter: str, quote: str) -> dict[str, str]:
-    """PostgreSQL regular expressions for the CSV grammar COPY reads, over a record with a
-    delimiter put in front: each match is a delimiter and one field, quoted (a doubled quote
-    inside is one quote character) or not; a record is well formed when they cover it."""
-    d, q = (c if c.isalnum() else "\\" + c for c in (delimiter, quote))
+def csv_settings(source: dict[str, Any]) -> dict[str, str]:
+    """The session settings sql/012 reads (raw_to_ready.csv_*): the source's dialect and header.
+
+    The patterns are PostgreSQL regular expressions for the CSV grammar COPY reads, over a
+    record with a delimiter put in front: each match is a delimiter and one field, quoted (a
+    doubled quote inside is one quote character) or not; a record is well formed when the
+    matches cover it.
+    """
+    d, q = (c if c.isalnum() else "\\" + c for c in (source["delimiter"], source["quote"]))
     field = f"{q}(?:[^{q}]|{q}{q})*{q}|[^{d}{q}]*"
-    return {"delimiter": delimiter, "field_pattern": f"{d}({field})", "record_pattern": f"^(?:{d}(?:{field}))+$"}
+    return {
+        "raw_to_ready.csv_delimiter": source["delimiter"],
+        "raw_to_ready.csv_quote": source["quote"],
+        "raw_to_ready.csv_field_pattern": f"{d}({field})",
+        "raw_to_ready.csv_record_pattern": f"^(?:{d}(?:{field}))+$",
+        "raw_to_ready.csv_header_width": str(source["header_width"]),
+        "raw_to_ready.csv_keep_positions": "{" + ",".join(map(str, source["keep_positions"])) + "}",
+    }
 
 
 def copy_statement(source: dict[str, Any]) -> sql.Composed:
@@ -288,7 +297,7 @@ def copy_statement(source: dict[str, Any]) -> sql.Composed:
 
 def lines_copy_statement(source: dict[str, Any]) -> sql.Composed:
     """COPY of whole lines (the content escaped by objectstore.Content(escape_text=True))."""
-    return sql.SQL("COPY raw_landing_lines (line) FROM STDIN WITH (FORMAT text, ENCODING {encoding})").format(
+    return sql.SQL("COPY raw_landing_lines (line_text) FROM STDIN WITH (FORMAT text, ENCODING {encoding})").format(
         encoding=sql.Literal(source["copy_encoding"]))
 
 
@@ -304,7 +313,14 @@ def psql_ingest_script(source: dict[str, Any], rendered: list[str]) -> str:
     statement = lines_copy_statement(source) if kept else copy_statement(source)
     copy = statement.as_string(None).replace("COPY ", "\\copy ", 1)
     copy = copy.replace("FROM STDIN", "FROM " + psql_input(source, escape_text=kept), 1)
-    landing = [f"\\ir {files[name]}" for name in ingest_files(source)]
+    include = {name: f"\\ir {rendered_name}" for name, rendered_name in files.items()}
+    if kept:  # the settings sql/012 reads
+        settings = [f"SET {name} = {sql.Literal(value).as_string(None)};" for name, value in csv_settings(source).items()]
+        steps = [include["010_raw_landing.sql"], include["011_raw_landing_lines.sql"], copy, *settings,
+                 include["012_raw_landing_records.sql"], include["020_raw_events.sql"]]
+    else:
+        steps = [include["010_raw_landing.sql"], copy, include["015_raw_landing_line_numbers.sql"],
+                 include["020_raw_events.sql"]]
     program = "PROGRAM" in copy
     return (
         f"-- Ingests {source['path']} (sha256 {source['sha256']}) with psql, as the runner does.\n"
@@ -315,7 +331,7 @@ def psql_ingest_script(source: dict[str, Any], rendered: list[str]) -> str:
            f"{', '.join(program_tools(source, kept))}); unlike the runner it does not check\n"
            "-- that the bytes it reads still have the sha256 above.\n" if program else "")
         + "SET raw_to_ready.run_id = :'run_id';\n"
-        + "\n".join(landing[:-2] + [copy] + landing[-2:]) + "\n"
+        + "\n".join(steps) + "\n"
     )
 
 
@@ -398,6 +414,8 @@ def land_kept_columns(conn: psycopg.Connection, source: dict[str, Any], rendered
     record, splits it into fields and keeps the listed columns. No table is ever wider than
     the kept columns, and Python still never looks at a row."""
     run("011_raw_landing_lines.sql")
+    for name, value in csv_settings(source).items():  # until the transaction ends
+        conn.execute("SELECT set_config(%s, %s, true)", (name, value))
     with conn.cursor() as cur:
         copy_content(cur, lines_copy_statement(source), source, escape_text=True)
     name = "012_raw_landing_records.sql"

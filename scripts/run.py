@@ -50,8 +50,8 @@ STAGE_FILES = {
     "splits": ["060_meta_dataset_splits.sql"],
     "registry": ["070_meta_feature_registry.sql"],
 }
-INGEST_FILES = ["010_raw_landing.sql", "015_raw_landing_line_numbers.sql", "020_raw_events.sql",
-                "025_raw_events_analyze.sql"]
+INGEST_FILES = ["010_raw_landing.sql", "011_raw_landing_lines.sql", "012_raw_landing_records.sql",
+                "015_raw_landing_line_numbers.sql", "020_raw_events.sql", "025_raw_events_analyze.sql"]
 ARTIFACTS = report_mod.ARTIFACTS
 # The gates: the stages whose checks can stop a run, and the level of checks each runs.
 GATE_LEVELS = {"validate": "records", "model": "orders"}
