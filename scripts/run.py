@@ -218,7 +218,8 @@ def stage_gate(run: Run, stage: str) -> None:
         checks = report_mod.fetch_checks(run.conn, run.run_id, run.config.checks, level,
                                          run.config.validation["failure_sample_size"])
         run.results[level] = checks
-        record["rows"] = checks[0]["row_count"] if checks else 0
+        if checks:  # the rows checked; else the rows the stage's largest statement wrote
+            record["rows"] = checks[0]["row_count"]
         failing = [c for c in checks if c["status"] == "fail"]
         warnings = [c for c in checks if c["status"] == "warn"]
         for check in checks:

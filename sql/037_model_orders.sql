@@ -2,7 +2,7 @@
 -- stg.model_orders, for the order-level checks (038) and the merge into stg.orders (040).
 -- grain: one row per order a source model produced in this run
 -- requires: 030/033_validate_*.sql passed for this batch (the runner stops before this
---           file otherwise), V006__create_quarantine_and_model_orders.sql
+--           file otherwise), V006__create_quarantine_and_model_orders.sql (meta.quarantine)
 -- settings: raw_to_ready.run_id
 -- Naive source timestamps are read in the configured source time zone; timestamps
 -- with an explicit offset keep it. Either way order_at is an absolute instant.
@@ -12,27 +12,36 @@ SET LOCAL datestyle = {{ ('ISO, ' ~ staging.date_order) | literal }};
 -- Casting, sorting and grouping a million records wants memory, not temporary files.
 SET LOCAL work_mem = '512MB';
 
-TRUNCATE stg.model_orders;
-{% for model in models %}
+DROP TABLE IF EXISTS stg.model_orders;
+
+-- Unlogged: rebuilt by every run from raw.raw_events. CREATE TABLE AS (not INSERT) so
+-- that PostgreSQL may scan and cast the batch with parallel workers.
+CREATE UNLOGGED TABLE stg.model_orders AS
+{%- for model in models %}
 -- source {{ model.source_name }}: the model {{ model.path }}
-INSERT INTO stg.model_orders (
-    source_name, order_id, customer_id, order_at, amount, status,
-    source_event_id, file_sha256, line_number, run_id
-)
 SELECT
-    {{ model.source_name | literal }} AS source_name,
-    m.order_id,
-    m.customer_id,
-    m.order_at,
-    m.amount,
-    m.status,
-    m.source_event_id,
-    m.file_sha256,
-    m.line_number,
-    current_setting('raw_to_ready.run_id') AS run_id
+    {{ model.source_name | literal }}::text AS source_name,
+    -- the contract's types, so that every model's rows fit one table
+    m.order_id::text COLLATE "C" AS order_id,  -- noqa: RF01, RF03
+    m.customer_id::text COLLATE "C" AS customer_id,  -- noqa: RF01, RF03
+    m.order_at::timestamptz AS order_at,
+    m.amount::numeric AS amount,
+    m.status::text AS status,
+    m.source_event_id::bigint AS source_event_id,
+    m.file_sha256::text COLLATE "C" AS file_sha256,  -- noqa: RF01, RF03
+    m.line_number::bigint AS line_number,
+    current_setting('raw_to_ready.run_id')::text AS run_id
 FROM (
     {{ model.sql }}
-) AS m;
-{% endfor %}
+) AS m
+{%- if not loop.last %}
+UNION ALL
+{%- endif %}
+{%- endfor %};
+
+COMMENT ON TABLE stg.model_orders IS
+'The orders the source models produced in the latest run, checked by the order-level rules '
+'before the merge into stg.orders. See sql/sources/ and sql/037_model_orders.sql.';
+
 -- Fresh statistics for the checks' and the merge's plans.
 ANALYZE stg.model_orders;

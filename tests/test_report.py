@@ -33,7 +33,9 @@ def test_passing_run_reports_every_stage(project, db_url):
     assert rows["ingest"] == 2 and rows["validate"] == 2 and rows["model"] == 2 and rows["stage"] == 2
     assert rows["features"] == 2
     assert saved["feature_version"] and len(saved["feature_version"]) == 64
-    assert {c["id"] for c in saved["checks"]} >= {"types.order_ts", "non_null.order_id", "orders.unique.order_id"}
+    assert {c["id"] for c in saved["checks"]} >= {"types.order_ts", "non_null.order_id"}
+    # the default model meets the order contract by construction: no order-level check is added
+    assert {c["level"] for c in saved["checks"]} == {"records"}
     assert saved["quarantine"] == {"records": 0, "by_check": {}}
 
 

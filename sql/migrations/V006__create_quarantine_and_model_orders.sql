@@ -1,8 +1,8 @@
 -- Adds what source models and quarantine need: check levels and actions in the results,
--- the append-only quarantine of set-aside records, and the models' candidate orders.
--- grain: meta.quarantine one row per quarantined record per check per run;
---        stg.model_orders one row per order the source models produced in the latest run
--- requires: V002__create_raw_events.sql, V003__create_stg_orders.sql, V004__create_meta_tables.sql
+-- and the append-only quarantine of set-aside records. (The models' output,
+-- stg.model_orders, is created by 037_model_orders.sql each run, like the features.)
+-- grain: meta.quarantine one row per quarantined record per check per run
+-- requires: V002__create_raw_events.sql, V004__create_meta_tables.sql
 ALTER TABLE meta.validation_results
 ADD COLUMN level text NOT NULL DEFAULT 'records',
 ADD COLUMN action text NOT NULL DEFAULT 'fail',
@@ -47,22 +47,3 @@ $$;
 CREATE TRIGGER quarantine_refuse_modification
 BEFORE UPDATE OR DELETE OR TRUNCATE ON meta.quarantine
 FOR EACH STATEMENT EXECUTE FUNCTION meta.refuse_modification();
-
--- The source models' output for the latest run, checked (order-level rules) before it is
--- merged into stg.orders. Unlogged: rebuilt by every run from raw.raw_events.
-CREATE UNLOGGED TABLE stg.model_orders (
-    source_name text NOT NULL,
-    order_id text COLLATE "C",
-    customer_id text COLLATE "C",
-    order_at timestamptz,
-    amount numeric,
-    status text,
-    source_event_id bigint,
-    file_sha256 text COLLATE "C",
-    line_number bigint,
-    run_id text COLLATE "C" NOT NULL
-);
-
-COMMENT ON TABLE stg.model_orders IS
-'The orders the source models produced in the latest run, before the order-level checks '
-'and the merge into stg.orders. See sql/sources/.';
