@@ -5,7 +5,7 @@
 -- quarantine check found a record.
 -- grain: one row per quarantined record per check per run (meta.quarantine)
 -- requires: 030_validate_expectations.sql (this run's results), raw.raw_events,
---           V006__create_quarantine_and_model_orders.sql
+--           V006__create_quarantine.sql
 -- settings: raw_to_ready.run_id
 {%- set quarantine_checks = checks | selectattr('action', 'equalto', 'quarantine') | list %}
 -- Dates are parsed as staging will parse them, never by the server's DateStyle.

@@ -2,7 +2,7 @@
 -- stg.model_orders, for the order-level checks (038) and the merge into stg.orders (040).
 -- grain: one row per order a source model produced in this run
 -- requires: 030/033_validate_*.sql passed for this batch (the runner stops before this
---           file otherwise), V006__create_quarantine_and_model_orders.sql (meta.quarantine)
+--           file otherwise), V006__create_quarantine.sql (meta.quarantine)
 -- settings: raw_to_ready.run_id
 -- Naive source timestamps are read in the configured source time zone; timestamps
 -- with an explicit offset keep it. Either way order_at is an absolute instant.
