@@ -201,7 +201,7 @@ def expand_paths(root: Path, pattern: str) -> list[str]:
         try:
             return objectstore.expand_s3(pattern)
         except objectstore.BadLocation as exc:  # a missing bucket: the config is wrong (exit 2)
-            raise ConfigError(exc.uri, "", exc.problem) from None
+            raise ConfigError(exc.uri, "", exc.problem) from None  # the caller adds the config's file and key
     full = pattern if Path(pattern).expanduser().is_absolute() else str(root / pattern)
     full = str(Path(full).expanduser())
     matches = sorted(glob.glob(full)) if glob.has_magic(full) else [full]
@@ -262,7 +262,10 @@ def _source_files(path: Path, root: Path, sources: Any) -> list[SourceFile]:
                 raise ConfigError(path, f"{key}.columns", f"cannot be used with encoding {encoding}, whose characters "
                                   "may hold ASCII bytes: convert the file to UTF-8, or land every column")
         for pattern in patterns:
-            matches = expand_paths(root, pattern)
+            try:
+                matches = expand_paths(root, pattern)
+            except ConfigError as exc:  # an S3 location that holds nothing: say which config names it
+                raise ConfigError(path, f"{key}.paths", str(exc)) from None
             if not matches:
                 raise ConfigError(path, f"{key}.paths", f"no such file: {pattern}")
             for match in matches:

@@ -32,7 +32,7 @@ SELECT
     m.line_number::bigint AS line_number,
     current_setting('raw_to_ready.run_id')::text AS run_id
 FROM (
-    {{ model.sql }}
+    {{ model.sql | indent(4) }}
 ) AS m
 {%- if not loop.last %}
 UNION ALL

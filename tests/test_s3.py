@@ -139,13 +139,15 @@ def test_a_missing_bucket_is_a_config_error_naming_the_uri(project, db_url, s3, 
     uri = f"s3://no-such-bucket-{uuid.uuid4().hex[:8]}/{key}"
     code, report = ingest_run(project.write_config(paths=uri), db_url)
     assert code == EXIT_USAGE
-    assert f"error: {uri}: no such bucket '{uri.split('/')[2]}' at {s3.endpoint}" in capsys.readouterr().err
+    assert (f"error: configs/pipeline.yaml: sources[0].paths: {uri}: no such bucket '{uri.split('/')[2]}' "
+            f"at {s3.endpoint}") in capsys.readouterr().err
 
 
 def test_a_uri_without_a_key_is_a_config_error(project, db_url, s3, capsys):
     code, _ = ingest_run(project.write_config(paths=f"s3://{s3.bucket}/"), db_url)
     assert code == EXIT_USAGE
-    assert f"error: s3://{s3.bucket}/: an S3 source names an object or a pattern of keys" in capsys.readouterr().err
+    assert (f"error: configs/pipeline.yaml: sources[0].paths: s3://{s3.bucket}/: an S3 source names an object or "
+            "a pattern of keys") in capsys.readouterr().err
 
 
 @pytest.fixture
