@@ -8,6 +8,7 @@ splits.method and *_ratio, validation.fail_on_error; db is ignored with a note).
 
 from __future__ import annotations
 
+import datetime as dt
 import glob
 import re
 import zoneinfo
@@ -85,6 +86,7 @@ class PipelineConfig:
     splits: dict[str, Any]
     validation: dict[str, Any]
     checks: list[dict[str, Any]] = field(default_factory=list)
+    labels: dict[str, Any] | None = None  # None: no labels stage output, no purge
     notes: list[str] = field(default_factory=list)  # printed at the start of a run
 
     @property
@@ -133,7 +135,7 @@ def _mapping(path: Path, data: dict[str, Any], key: str, allowed: set[str]) -> d
 def load(config_path: str | Path) -> PipelineConfig:
     path = Path(config_path)
     raw = _load_yaml(path)
-    known = {"sources", "columns", "expectations", "staging", "features", "splits", "validation", "db"}
+    known = {"sources", "columns", "expectations", "staging", "features", "labels", "splits", "validation", "db"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(path, unknown[0], f"unknown key (known: {', '.join(sorted(known))})")
@@ -148,6 +150,7 @@ def load(config_path: str | Path) -> PipelineConfig:
     staging = _staging(path, raw)
     features = _features(path, raw)
     splits = _splits(path, raw)
+    labels = _labels(path, raw)
     validation = _mapping(path, raw, "validation", {"failure_sample_size", "failure_history_cap", "fail_on_error"})
     fail_on_error = validation.get("fail_on_error", True)
     if not isinstance(fail_on_error, bool):
@@ -172,6 +175,7 @@ def load(config_path: str | Path) -> PipelineConfig:
         features=features,
         splits=splits,
         validation=validation,
+        labels=labels,
         notes=notes,
     )
     models = {f.source_name: f.model for f in files}
@@ -330,6 +334,26 @@ def _features(path: Path, raw: dict[str, Any]) -> dict[str, Any]:
     # compared with the status as staged: trimmed and lower-cased
     excluded = sorted({v.strip().lower() for v in excluded})
     return {"windows_days": sorted(windows), "days_since_last_order_if_none": if_none, "exclude_statuses": excluded}
+
+
+def _labels(path: Path, raw: dict[str, Any]) -> dict[str, Any] | None:
+    """labels: {horizon_days, observed_until}; absent means no labels (and no purge)."""
+    if "labels" not in raw:
+        return None
+    labels = _mapping(path, raw, "labels", {"horizon_days", "observed_until"})
+    horizon = labels.get("horizon_days", 30)
+    if isinstance(horizon, bool) or not isinstance(horizon, int) or horizon <= 0:
+        raise ConfigError(path, "labels.horizon_days", f"must be a whole number of days > 0, got {horizon!r}")
+    until = labels.get("observed_until")
+    if isinstance(until, (dt.date, dt.datetime)):  # YAML reads an unquoted date itself
+        until = until.isoformat()
+    if until is not None:
+        try:
+            dt.datetime.fromisoformat(str(until))
+        except ValueError:
+            raise ConfigError(path, "labels.observed_until", f"must be an ISO timestamp such as "
+                                                             f"'2011-02-28 23:59:59' or null, got {until!r}") from None
+    return {"horizon_days": horizon, "observed_until": None if until is None else str(until)}
 
 
 SEED_SPLIT_NAMES = {"train_ratio": "train", "val_ratio": "val", "test_ratio": "test"}

@@ -38,8 +38,8 @@ from scripts.sqlexec import StageError, execute_sql
 from scripts.config import ConfigError, PipelineConfig
 
 EXIT_PASSED, EXIT_VALIDATION_FAILED, EXIT_USAGE, EXIT_RUNTIME = 0, 1, 2, 3
-DATA_STAGES = {"ingest", "validate", "model", "stage", "features", "splits"}
-STAGES = ["migrate", "ingest", "validate", "model", "stage", "features", "splits", "registry"]
+DATA_STAGES = {"ingest", "validate", "model", "stage", "features", "labels", "splits"}
+STAGES = ["migrate", "ingest", "validate", "model", "stage", "features", "labels", "splits", "registry"]
 
 # The post-ingest stages and the files each executes, in order.
 STAGE_FILES = {
@@ -47,7 +47,8 @@ STAGE_FILES = {
     "model": ["037_model_orders.sql", "038_validate_orders.sql"],
     "stage": ["040_stg_orders.sql"],
     "features": ["050_feats_customer_features.sql"],
-    "splits": ["060_meta_dataset_splits.sql"],
+    "labels": ["055_feats_customer_labels.sql"],
+    "splits": ["060_meta_dataset_splits.sql", "065_feats_training_set.sql"],
     "registry": ["070_meta_feature_registry.sql"],
 }
 INGEST_FILES = ["010_raw_landing.sql", "011_raw_landing_lines.sql", "012_raw_landing_records.sql",
@@ -72,7 +73,13 @@ class Run:
     sources: list[dict[str, Any]] = field(default_factory=list)
     results: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # level -> checks
     splits: list[dict[str, Any]] = field(default_factory=list)
-    feature_version: str | None = None
+    feature_version: str | None = None  # set when the registry stage records it
+    hashes: dict[str, dict[str, str]] = field(default_factory=dict)  # what the version is derived from
+
+    @property
+    def settings(self) -> dict[str, str]:
+        """What every stage's SQL may read with current_setting('raw_to_ready.*')."""
+        return {"run_id": self.run_id, "feature_version": feature_version(self.hashes)}
 
     @property
     def batch_file_sha256s(self) -> list[str]:
@@ -107,6 +114,7 @@ def template_context(config: PipelineConfig, sources: list[dict[str, Any]]) -> d
         "staging": config.staging,
         "status_map_json": json.dumps(config.staging["status_map"], sort_keys=True),
         "features": config.features,
+        "labels": config.labels,
         "splits": config.splits,
     }
     context["models"] = models.render_models(config, sources, context) if sources else []
@@ -193,7 +201,7 @@ def stage_migrate(run: Run, stage: str = "migrate") -> None:
 def stage_ingest(run: Run, stage: str = "ingest") -> None:
     with stage_timer(run, "ingest") as record:
         with run.conn.transaction():
-            set_run_settings(run.conn, {"run_id": run.run_id})
+            set_run_settings(run.conn, run.settings)
             total = 0
             for index, source in enumerate(run.sources, start=1):
                 added = ingest.ingest_file(run.conn, source, index, lambda n, t, s: save_sql(run, n, t, s), log)
@@ -213,7 +221,7 @@ def stage_gate(run: Run, stage: str) -> None:
     with stage_timer(run, stage) as record:
         ingest.require_ingested(run.conn, run.sources)
         with run.conn.transaction():
-            set_run_settings(run.conn, {"run_id": run.run_id})
+            set_run_settings(run.conn, run.settings)
             run_files(run, stage, record)
         checks = report_mod.fetch_checks(run.conn, run.run_id, run.config.checks, level,
                                          run.config.validation["failure_sample_size"])
@@ -256,12 +264,13 @@ def run_files(run: Run, stage: str, record: dict[str, Any]) -> None:
 def stage_sql(run: Run, stage: str) -> None:
     with stage_timer(run, stage) as record:
         with run.conn.transaction():
-            set_run_settings(run.conn, {"run_id": run.run_id})
+            set_run_settings(run.conn, run.settings)
             run_files(run, stage, record)
         if stage == "splits":
             with run.conn.cursor(row_factory=dict_row) as cur:
                 cur.execute(
-                    "SELECT split, starts_at, ends_before, row_count, gap_row_count,"
+                    "SELECT split, starts_at, ends_before, row_count, gap_row_count, purged_row_count,"
+                    " censored_row_count,"
                     " fraction::float AS fraction, target_fraction::float AS target_fraction"
                     " FROM meta.split_cutoffs WHERE run_id = %s"
                     " ORDER BY array_position(ARRAY['train', 'val', 'test'], split)",
@@ -275,8 +284,10 @@ def stage_sql(run: Run, stage: str) -> None:
             for split in run.splits:
                 span = (f"from {split['starts_at'] or 'the start'} to before {split['ends_before'] or 'the end'}"
                         if split["row_count"] else "empty")
+                labels = (f"; purged {split['purged_row_count']:,}; censored {split['censored_row_count']:,}"
+                          if run.config.labels else "")
                 log(f"  {split['split']:<5} {split['row_count']:>10,} rows ({split['fraction']:.3f}, "
-                    f"target {split['target_fraction']:.3f}) {span}; gap left out {split['gap_row_count']:,}")
+                    f"target {split['target_fraction']:.3f}) {span}; gap left out {split['gap_row_count']:,}{labels}")
 
 
 def _iso(value: dt.datetime | None) -> str | None:
@@ -330,7 +341,7 @@ def git_commit() -> str:
 
 
 def stage_registry(run: Run, stage: str = "registry") -> None:
-    hashes = content_hashes(run)
+    hashes = run.hashes
     run.feature_version = feature_version(hashes)
     with stage_timer(run, "registry") as record:
         with run.conn.transaction():
@@ -412,6 +423,8 @@ def run_pipeline(
         run = Run(config=config, run_id=run_id, conn=conn, out_dir=ARTIFACTS / "runs" / run_id,
                   warn_error=warn_error, sources=sources)
         log(f"run {run_id}: {config.path} -> {len(sources)} source file(s), stages through {through}")
+        # content only, so known before any stage: the training set carries it
+        run.hashes = content_hashes(run)
         check_patterns(conn, config)
         ingest.lock_pipeline(conn)
         for stage in STAGES[: STAGES.index(through) + 1]:

@@ -2,10 +2,11 @@
 -- boundaries chosen so that the split fractions come as close to the configured ratios
 -- as whole instants allow: no feature_time is in two splits, and every train time <
 -- every val time < every test time. Rows in the gap_days before val and before test
--- are left out (counted in meta.split_cutoffs).
+-- are left out (counted in meta.split_cutoffs); with labels, so are the rows whose label
+-- window reaches a later split (purged), and an assertion proves none is left.
 -- grain: meta.dataset_splits one row per feature row kept; meta.split_cutoffs one row
 --        per split for this run
--- requires: 050_feats_customer_features.sql
+-- requires: 050_feats_customer_features.sql, 055_feats_customer_labels.sql
 -- settings: raw_to_ready.run_id
 SET LOCAL work_mem = '512MB';
 
@@ -83,10 +84,12 @@ SELECT
     make_interval(secs => {{ splits.gap_days | literal }}::double precision * 86400) AS gap
 FROM chosen_cuts;
 
-TRUNCATE meta.dataset_splits;
-
-INSERT INTO meta.dataset_splits (customer_id, feature_time, split, run_id)
-WITH labelled AS (
+-- Every feature row's place: its split by time, or the gap (embargo) before val and test,
+-- or, with labels, purged: a row whose label window (t, t + H] reaches the start of a
+-- later split would see that split's orders through its label (the purge of purged
+-- cross-validation, Lopez de Prado, Advances in Financial Machine Learning, ch. 7).
+CREATE TEMPORARY TABLE split_assignments ON COMMIT DROP AS
+WITH by_time AS (
     SELECT
         f.customer_id,
         f.feature_time,
@@ -96,22 +99,50 @@ WITH labelled AS (
             WHEN f.feature_time >= cuts.val_starts_at THEN 'val'
             WHEN f.feature_time >= cuts.val_starts_at - cuts.gap THEN 'gap'
             ELSE 'train'
-        END AS split
+        END AS split,
+        {%- if labels %}
+        l.label_window_end,
+        l.is_censored
+        {%- else %}
+        NULL::timestamptz AS label_window_end,
+        FALSE AS is_censored
+        {%- endif %}
     FROM feats.customer_features AS f
     CROSS JOIN split_boundaries AS cuts
+    {%- if labels %}
+    INNER JOIN feats.customer_labels AS l
+        ON f.customer_id = l.customer_id AND f.feature_time = l.feature_time
+    {%- endif %}
 )
 
+SELECT
+    t.customer_id,
+    t.feature_time,
+    t.split AS time_split,
+    CASE
+        WHEN t.split = 'train' AND t.label_window_end >= cuts.val_starts_at THEN 'purged'
+        WHEN t.split = 'val' AND t.label_window_end >= cuts.test_starts_at THEN 'purged'
+        ELSE t.split
+    END AS split,
+    t.is_censored
+FROM by_time AS t
+CROSS JOIN split_boundaries AS cuts;
+
+TRUNCATE meta.dataset_splits;
+
+INSERT INTO meta.dataset_splits (customer_id, feature_time, split, run_id)
 SELECT
     customer_id,
     feature_time,
     split,
     current_setting('raw_to_ready.run_id') AS run_id
-FROM labelled
--- rows in a gap (embargo) are left out of every split
-WHERE split != 'gap';
+FROM split_assignments
+-- rows in a gap (embargo) or purged are left out of every split
+WHERE split IN ('train', 'val', 'test');
 
 INSERT INTO meta.split_cutoffs (
-    run_id, split, starts_at, ends_before, row_count, gap_row_count, fraction, target_fraction
+    run_id, split, starts_at, ends_before, row_count, gap_row_count, fraction, target_fraction,
+    purged_row_count, censored_row_count
 )
 WITH totals AS (
     SELECT count(*) AS total_rows FROM feats.customer_features
@@ -133,11 +164,19 @@ split_bounds AS (
 ),
 
 split_rows AS (
+    -- the split a row would have by time alone: a gap row counts in the span it lies in
     SELECT
-        split,
-        count(*) AS row_count
-    FROM meta.dataset_splits
-    GROUP BY split
+        b.split,
+        count(*) FILTER (WHERE a.split = b.split) AS row_count,
+        count(*) FILTER (WHERE a.split = 'gap') AS gap_row_count,
+        count(*) FILTER (WHERE a.split = 'purged') AS purged_row_count,
+        count(*) FILTER (WHERE a.split = b.split AND a.is_censored) AS censored_row_count
+    FROM split_bounds AS b
+    INNER JOIN split_assignments AS a
+        ON
+            (b.starts_at IS NULL OR b.starts_at <= a.feature_time)
+            AND (b.ends_before IS NULL OR b.ends_before > a.feature_time)
+    GROUP BY b.split
 )
 
 SELECT
@@ -147,16 +186,50 @@ SELECT
     nullif(b.starts_at, 'infinity') AS starts_at,
     nullif(b.ends_before, 'infinity') AS ends_before,
     coalesce(r.row_count, 0) AS row_count,
-    -- the rows of the whole span between the split's boundaries that the gap removed
-    (
-        SELECT count(*)
-        FROM feats.customer_features AS f
-        WHERE
-            (b.starts_at IS NULL OR f.feature_time >= b.starts_at)
-            AND (b.ends_before IS NULL OR f.feature_time < b.ends_before)
-    ) - coalesce(r.row_count, 0) AS gap_row_count,
+    coalesce(r.gap_row_count, 0) AS gap_row_count,
     round(coalesce(r.row_count, 0)::numeric / greatest(totals.total_rows, 1), 5) AS fraction,
-    b.target_fraction
+    b.target_fraction,
+    coalesce(r.purged_row_count, 0) AS purged_row_count,
+    coalesce(r.censored_row_count, 0) AS censored_row_count
 FROM split_bounds AS b
 CROSS JOIN totals
 LEFT JOIN split_rows AS r ON b.split = r.split;
+{%- if labels %}
+
+-- The purge, proven on every run: no row kept in a split has a label window that reaches
+-- the start of a later split. And a split the configuration asks for is not purged empty.
+DO $$
+DECLARE
+    leaking bigint;
+    emptied text;
+BEGIN
+    SELECT count(*) INTO leaking
+    FROM meta.dataset_splits AS d
+    INNER JOIN feats.customer_labels AS l
+        ON d.customer_id = l.customer_id AND d.feature_time = l.feature_time
+    CROSS JOIN split_boundaries AS cuts
+    WHERE
+        (d.split = 'train' AND l.label_window_end >= cuts.val_starts_at)
+        OR (d.split = 'val' AND l.label_window_end >= cuts.test_starts_at);
+    IF leaking > 0 THEN
+        RAISE EXCEPTION 'splits: % row(s) have a label window reaching a later split', leaking;
+    END IF;
+    -- a split whose labelled rows were all purged
+    SELECT string_agg(p.time_split, ', ' ORDER BY p.time_split DESC) INTO emptied
+    FROM (
+        SELECT a.time_split
+        FROM split_assignments AS a
+        WHERE a.time_split IN ('train', 'val') AND NOT a.is_censored
+        GROUP BY a.time_split
+        HAVING count(*) FILTER (WHERE a.split = a.time_split) = 0
+    ) AS p;
+    IF emptied IS NOT NULL THEN
+        RAISE EXCEPTION 'splits: purging left no labelled row in %', emptied
+            USING HINT = format(
+                'every row''s %s-day label window reaches the next split: lower labels.horizon_days '
+                'or give the split a larger share', {{ labels.horizon_days | literal }}
+            );
+    END IF;
+END
+$$;
+{%- endif %}

@@ -28,7 +28,11 @@ SELECT
         ),
         'stg_orders', (SELECT count(*) FROM stg.orders),
         'customer_features', (SELECT count(*) FROM feats.customer_features),
-        'dataset_splits', (SELECT count(*) FROM meta.dataset_splits)
+        'dataset_splits', (SELECT count(*) FROM meta.dataset_splits){{ "," if labels }}
+        {%- if labels %}
+        'customer_labels', (SELECT count(*) FROM feats.customer_labels),
+        'training_set', (SELECT count(*) FROM feats.training_set)
+        {%- endif %}
     ) AS row_counts,
     (
         SELECT

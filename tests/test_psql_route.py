@@ -55,7 +55,7 @@ def test_rendered_sql_through_psql_matches_the_runner(project, db_factory):
     for migration in sorted((out / "migrations").glob("V*.sql")):
         psql(by_psql, "-f", str(migration))
     psql(by_psql, "-v", "run_id=psql", "-f", str(out / "ingest.file1.psql"))
-    for stage in ("validate", "model", "stage", "features", "splits"):
+    for stage in ("validate", "model", "stage", "features", "labels", "splits"):
         for name in STAGE_FILES[stage]:
             psql(by_psql, "-c", "SET raw_to_ready.run_id = 'psql'", "-f", str(out / name))
     for table, sql in COMPARE.items():

@@ -27,7 +27,7 @@ def test_passing_run_reports_every_stage(project, db_url):
     saved = read_report(project, report["run_id"])
     assert saved["validation_passed"] is True and saved["errors"] == [] and saved["status"] == "passed"
     assert [s["stage"] for s in saved["stages"]] == [
-        "migrate", "ingest", "validate", "model", "stage", "features", "splits", "registry"]
+        "migrate", "ingest", "validate", "model", "stage", "features", "labels", "splits", "registry"]
     assert all(s["status"] == "ok" and s["seconds"] >= 0 for s in saved["stages"])
     rows = {s["stage"]: s["rows"] for s in saved["stages"]}
     assert rows["ingest"] == 2 and rows["validate"] == 2 and rows["model"] == 2 and rows["stage"] == 2

@@ -206,6 +206,7 @@ def check_against_oracle(db_url: str, report: dict[str, Any], pairs: set[Pair],
             reported[key] = dt.datetime.fromisoformat(reported[key]) if reported[key] else None
         assert reported == {
             **want, "fraction": float(want["fraction"]), "target_fraction": float(ratio),
+            "purged_row_count": 0, "censored_row_count": 0,  # no labels: nothing purged or censored
         }, f"report['splits'] {name} does not carry the cut-offs"
     assert [s["split"] for s in report["splits"]] == list(SPLITS)
     return cuts
