@@ -7,6 +7,8 @@ PY := $(VENV)/bin/python
 CONFIG ?= configs/pipeline.yaml
 ROWS ?= 1000000
 BENCH_ARGS ?=
+ENTITIES ?= entities.csv
+OUT ?= features.csv
 PYTEST_ARGS ?=
 # PostgreSQL major version of the embedded server (18 by default; 16 is the oldest supported)
 PG_VERSION ?= $(or $(PGSERVER_POSTGRES_VERSION),18)
@@ -14,7 +16,7 @@ export PGSERVER_POSTGRES_VERSION := $(PG_VERSION)
 RUN := $(PY) -m scripts.run --config $(CONFIG)
 
 .DEFAULT_GOAL := help
-.PHONY: help all install db-up db-stop psql migrate ingest validate model stage features splits render \
+.PHONY: help all install db-up db-stop psql migrate ingest validate model stage features splits retrieve render \
 	lint test bench demo-dirty demo-uci clean distclean
 
 help: ## List the targets (the default)
@@ -62,6 +64,9 @@ features: install ## Run through features: feats.customer_features
 
 splits: install ## Run through splits: meta.dataset_splits (the registry is the last stage of `all`)
 	$(RUN) --stage splits
+
+retrieve: install ## Features as of any instant: ENTITIES=customer_id,as_of CSV -> OUT=CSV
+	$(PY) -m scripts.retrieve --config $(CONFIG) --entities $(ENTITIES) --out $(OUT)
 
 render: install ## Write every stage's rendered SQL to artifacts/rendered/ for psql -f
 	$(RUN) --render --out artifacts/rendered

@@ -46,7 +46,7 @@ STAGE_FILES = {
     "validate": ["030_validate_expectations.sql", "033_validate_quarantine.sql", "035_validate_failures.sql"],
     "model": ["037_model_orders.sql", "038_validate_orders.sql"],
     "stage": ["040_stg_orders.sql"],
-    "features": ["050_feats_customer_features.sql"],
+    "features": ["050_feats_customer_features.sql", "052_feats_features_as_of.sql"],
     "labels": ["055_feats_customer_labels.sql"],
     "splits": ["060_meta_dataset_splits.sql", "065_feats_training_set.sql"],
     "registry": ["070_meta_feature_registry.sql"],
