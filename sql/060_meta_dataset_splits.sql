@@ -128,6 +128,9 @@ SELECT
 FROM by_time AS t
 CROSS JOIN split_boundaries AS cuts;
 
+-- A temporary table has no statistics until analyzed; the counts and checks below need them.
+ANALYZE split_assignments;
+
 TRUNCATE meta.dataset_splits;
 
 INSERT INTO meta.dataset_splits (customer_id, feature_time, split, run_id)
@@ -197,34 +200,43 @@ LEFT JOIN split_rows AS r ON b.split = r.split;
 {%- if labels %}
 
 -- The purge, proven on every run: no row kept in a split has a label window that reaches
--- the start of a later split. And a split the configuration asks for is not purged empty.
+-- the start of a later split (checked on what is published, joined to the labels). And a
+-- split whose labelled rows the purge removed entirely stops the run.
+ANALYZE meta.dataset_splits;
+
+CREATE TEMPORARY TABLE split_purge_check ON COMMIT DROP AS
+SELECT
+    (
+        SELECT count(*)
+        FROM meta.dataset_splits AS d
+        INNER JOIN feats.customer_labels AS l
+            ON d.customer_id = l.customer_id AND d.feature_time = l.feature_time
+        CROSS JOIN split_boundaries AS cuts
+        WHERE
+            (d.split = 'train' AND l.label_window_end >= cuts.val_starts_at)
+            OR (d.split = 'val' AND l.label_window_end >= cuts.test_starts_at)
+    ) AS leaking_rows,
+    (
+        SELECT string_agg(p.time_split, ', ' ORDER BY p.time_split DESC)
+        FROM (
+            SELECT a.time_split
+            FROM split_assignments AS a
+            WHERE a.time_split IN ('train', 'val') AND NOT a.is_censored
+            GROUP BY a.time_split
+            HAVING count(*) FILTER (WHERE a.split = a.time_split) = 0
+        ) AS p
+    ) AS emptied_splits;
+
 DO $$
 DECLARE
-    leaking bigint;
-    emptied text;
+    result record;
 BEGIN
-    SELECT count(*) INTO leaking
-    FROM meta.dataset_splits AS d
-    INNER JOIN feats.customer_labels AS l
-        ON d.customer_id = l.customer_id AND d.feature_time = l.feature_time
-    CROSS JOIN split_boundaries AS cuts
-    WHERE
-        (d.split = 'train' AND l.label_window_end >= cuts.val_starts_at)
-        OR (d.split = 'val' AND l.label_window_end >= cuts.test_starts_at);
-    IF leaking > 0 THEN
-        RAISE EXCEPTION 'splits: % row(s) have a label window reaching a later split', leaking;
+    SELECT * INTO result FROM split_purge_check;
+    IF result.leaking_rows > 0 THEN
+        RAISE EXCEPTION 'splits: % row(s) have a label window reaching a later split', result.leaking_rows;
     END IF;
-    -- a split whose labelled rows were all purged
-    SELECT string_agg(p.time_split, ', ' ORDER BY p.time_split DESC) INTO emptied
-    FROM (
-        SELECT a.time_split
-        FROM split_assignments AS a
-        WHERE a.time_split IN ('train', 'val') AND NOT a.is_censored
-        GROUP BY a.time_split
-        HAVING count(*) FILTER (WHERE a.split = a.time_split) = 0
-    ) AS p;
-    IF emptied IS NOT NULL THEN
-        RAISE EXCEPTION 'splits: purging left no labelled row in %', emptied
+    IF result.emptied_splits IS NOT NULL THEN
+        RAISE EXCEPTION 'splits: purging left no labelled row in %', result.emptied_splits
             USING HINT = format(
                 'every row''s %s-day label window reaches the next split: lower labels.horizon_days '
                 'or give the split a larger share', {{ labels.horizon_days | literal }}
