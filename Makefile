@@ -16,12 +16,12 @@ export PGSERVER_POSTGRES_VERSION := $(PG_VERSION)
 RUN := $(PY) -m scripts.run --config $(CONFIG)
 
 .DEFAULT_GOAL := help
-.PHONY: help all install db-up db-stop psql migrate ingest validate model stage features splits retrieve render \
-	lint test bench demo-dirty demo-uci clean distclean
+.PHONY: help all install db-up db-stop psql migrate ingest validate model stage features splits retrieve export train render \
+	lint test bench bench-export demo-dirty demo-uci clean distclean
 
 help: ## List the targets (the default)
 	@echo "raw-to-ready: make <target> [CONFIG=configs/pipeline.yaml] [DATABASE_URL=...]"
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-11s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
 
 all: install db-up ## Install, start PostgreSQL, run every stage on the sample (CONFIG=...)
 	@echo "== running the pipeline: $(CONFIG)"
@@ -68,6 +68,12 @@ splits: install ## Run through splits: meta.dataset_splits (the registry is the 
 retrieve: install ## Features as of any instant: ENTITIES=customer_id,as_of CSV -> OUT=CSV
 	$(PY) -m scripts.retrieve --config $(CONFIG) --entities $(ENTITIES) --out $(OUT)
 
+export: install ## Write the training set to artifacts/datasets/<feature_version>/ (Parquet, manifest)
+	$(PY) -m scripts.export --config $(CONFIG)
+
+train: install ## Fit and score the baseline models: meta.model_runs, artifacts/models/<version>/
+	$(PY) -m scripts.train --config $(CONFIG)
+
 render: install ## Write every stage's rendered SQL to artifacts/rendered/ for psql -f
 	$(RUN) --render --out artifacts/rendered
 
@@ -81,6 +87,9 @@ test: lint ## Lint, then run every test suite against a real PostgreSQL (PG_VERS
 
 bench: install ## Benchmark every stage on ROWS generated orders (ROWS=1000000 BENCH_ARGS=--dirty)
 	$(PY) -m scripts.bench --rows $(ROWS) $(BENCH_ARGS)
+
+bench-export: install ## Benchmark export (and train: BENCH_ARGS=--train) on ROWS generated orders
+	$(PY) -m scripts.bench_export --rows $(ROWS) $(BENCH_ARGS)
 
 demo-dirty: install ## Run the bundled dirty sample: the gate fails on purpose (runner exit 1)
 	$(PY) -m scripts.run --config configs/pipeline_dirty.yaml

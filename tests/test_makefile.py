@@ -8,7 +8,7 @@ import subprocess
 from tests.helpers import REPO_ROOT
 
 PIPELINE_ORDER = ["all", "install", "db-up", "db-stop", "psql", "migrate", "ingest", "validate", "model", "stage",
-                  "features", "splits", "render", "lint", "test", "bench", "clean"]
+                  "features", "splits", "retrieve", "export", "train", "render", "lint", "test", "bench", "clean"]
 
 
 def make(*args: str) -> str:
