@@ -115,28 +115,35 @@ def test_the_readme_worked_example(project, db_url):
     ]
 
 
-def expected_assignment(db_url, horizon: int):
+def expected_assignment(db_url, horizon: int, gap_days: float = 0):
     """Each feature row's split from the run's cut-offs, by the rules of the README."""
     cuts = dict(query(db_url, "SELECT split, starts_at FROM meta.split_cutoffs"))
     val_start, test_start = cuts["val"], cuts["test"]
+    gap = dt.timedelta(days=gap_days)
     rows = query(db_url, "SELECT customer_id, feature_time FROM feats.customer_features")
     assignment = {}
     for c, t in rows:
-        by_time = "test" if test_start and t >= test_start else "val" if val_start and t >= val_start else "train"
+        by_time = "test" if t >= test_start else "gap" if t >= test_start - gap else "val" if t >= val_start \
+            else "gap" if t >= val_start - gap else "train"
         end = t + dt.timedelta(days=horizon)
         purged = (by_time == "train" and end >= val_start) or (by_time == "val" and end >= test_start)
         assignment[(c, t)] = (by_time, "purged" if purged else by_time)
     return assignment
 
 
-def test_purge_leaves_out_every_row_whose_label_window_reaches_a_later_split(project, db_url):
+@pytest.mark.parametrize("gap_days", [0, 4])
+def test_purge_leaves_out_every_row_whose_label_window_reaches_a_later_split(project, db_url, gap_days):
+    """With gap_days the embargo works beside the purge: gap rows are left out as gap."""
     orders = generated_orders(seed=3)
     write_orders(project, orders)
-    config = project.write_config(labels={"horizon_days": H})
+    config = project.write_config(labels={"horizon_days": H}, splits={"gap_days": gap_days})
     code, report = run_pipeline(config, db_url)
     assert code == EXIT_PASSED
-    expected = expected_assignment(db_url, H)
-    kept = {k: final for k, (_, final) in expected.items() if final != "purged"}
+    expected = expected_assignment(db_url, H, gap_days)
+    gap_rows = sum(1 for by_time, _ in expected.values() if by_time == "gap")
+    assert (gap_rows > 0) == (gap_days > 0)
+    assert sum(s["gap_row_count"] for s in report["splits"]) == gap_rows
+    kept = {k: final for k, (_, final) in expected.items() if final not in ("purged", "gap")}
     assert dict(((c, t), s) for c, t, s in query(db_url, "SELECT customer_id, feature_time, split"
                                                            " FROM meta.dataset_splits")) == kept
     purged = {split: sum(1 for by_time, final in expected.values() if by_time == split and final == "purged")
