@@ -1,3 +1,4 @@
+{%- import 'macros/orders.sql' as counted -%}
 -- Rebuilds the point-in-time customer features from stg.orders.
 -- grain: one row per (customer_id, feature_time), feature_time being an instant at which
 --        the customer ordered; orders at the same instant share one row
@@ -19,31 +20,7 @@ DROP TABLE IF EXISTS feats.customer_features;
 -- Unlogged: derived data, rebuilt from stg.orders by every run; after a crash
 -- PostgreSQL empties it and the next run rebuilds it.
 CREATE UNLOGGED TABLE feats.customer_features AS
-WITH orders AS (
-    SELECT
-        o.customer_id,
-        o.order_at,
-        o.amount
-    FROM stg.orders AS o
-    WHERE
-        -- an order without a customer cannot describe one
-        o.customer_id IS NOT NULL
-        {%- if features.exclude_statuses %}
-        -- orders whose status does not count (features.exclude_statuses); no status counts
-        AND NOT coalesce(o.status = ANY({{ features.exclude_statuses | literal }}::text[]), FALSE)
-        {%- endif %}
-),
-
-order_instants AS (
-    -- same-instant orders are peers: one row that counts them all
-    SELECT
-        customer_id,
-        order_at AS feature_time,
-        count(*)::integer AS order_count,
-        sum(amount) AS revenue
-    FROM orders
-    GROUP BY customer_id, order_at
-),
+WITH {{ counted.order_instants(features) }},
 
 windowed AS (
     SELECT

@@ -1,3 +1,4 @@
+{%- import 'macros/orders.sql' as counted -%}
 -- (Re)creates feats.features_as_of: point-in-time retrieval of the customer features at
 -- any instants, like a feature store's get_historical_features.
 -- grain: the function returns one row per entity (customer_ids[i], as_ofs[i]), numbered i
@@ -76,10 +77,8 @@ BEGIN ATOMIC
             o.customer_id = e.customer_id
             AND o.order_at <= e.as_of
             AND o.order_at >= e.as_of - {{ ((features.windows_days | max) * 24 ~ ' hours') | literal }}::interval
-            {% if features.exclude_statuses %}
-            -- orders whose status does not count (features.exclude_statuses); no status counts
-            AND NOT coalesce(o.status = ANY({{ features.exclude_statuses | literal }}::text[]), FALSE)
-            {% endif %}
+            -- the orders the features count (sql/macros/orders.sql)
+            AND {{ counted.counts('o', features) }}
     ) AS w ON TRUE
     -- the latest order strictly before as_of, however long ago: looked up only when there
     -- is none in the widest window (PostgreSQL tests w's value before scanning)
@@ -90,9 +89,8 @@ BEGIN ATOMIC
             w.previous_order_at IS NULL
             AND o.customer_id = e.customer_id
             AND o.order_at < e.as_of
-            {% if features.exclude_statuses %}
-            AND NOT coalesce(o.status = ANY({{ features.exclude_statuses | literal }}::text[]), FALSE)
-            {% endif %}
+            -- the orders the features count (sql/macros/orders.sql)
+            AND {{ counted.counts('o', features) }}
         ORDER BY o.order_at DESC
         LIMIT 1
     ) AS p ON TRUE;

@@ -1,3 +1,4 @@
+{%- import 'macros/orders.sql' as counted -%}
 -- Computes forward-looking labels for every feature row, from the staged orders that count.
 -- grain: one row per (customer_id, feature_time) of feats.customer_features
 -- requires: 050_feats_customer_features.sql
@@ -27,29 +28,7 @@ SET LOCAL work_mem = '512MB';
 
 -- Unlogged: derived data, rebuilt from stg.orders by every run.
 CREATE UNLOGGED TABLE feats.customer_labels AS
-WITH orders AS (
-    SELECT
-        o.customer_id,
-        o.order_at,
-        o.amount
-    FROM stg.orders AS o
-    WHERE
-        -- the same orders the features count, so every feature row has its label row
-        o.customer_id IS NOT NULL
-        {%- if features.exclude_statuses %}
-        AND NOT coalesce(o.status = ANY({{ features.exclude_statuses | literal }}::text[]), FALSE)
-        {%- endif %}
-),
-
-order_instants AS (
-    SELECT
-        customer_id,
-        order_at AS feature_time,
-        count(*)::integer AS order_count,
-        sum(amount) AS revenue
-    FROM orders
-    GROUP BY customer_id, order_at
-),
+WITH {{ counted.order_instants(features) }},
 
 forward AS (
     SELECT

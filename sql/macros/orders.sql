@@ -1,0 +1,38 @@
+{#-
+  Which staged orders count, written once: the features (050), the labels (055) and the
+  point-in-time retrieval (052) must count the same orders, or a label would describe
+  orders its row's features never saw.
+-#}
+
+{#- True for an order `alias` that counts: it has a customer (an order without one cannot
+    describe one), and its status is not in features.exclude_statuses (no status counts). -#}
+{%- macro counts(alias, features) -%}
+{{ alias }}.customer_id IS NOT NULL
+{%- if features.exclude_statuses %}
+        AND NOT coalesce({{ alias }}.status = ANY({{ features.exclude_statuses | literal }}::text[]), FALSE)
+{%- endif -%}
+{%- endmacro -%}
+
+{#- Two CTEs: `orders` (the orders that count) and `order_instants` (one row per customer
+    and instant: same-instant orders are peers, counted together). -#}
+{%- macro order_instants(features) -%}
+orders AS (
+    SELECT
+        o.customer_id,
+        o.order_at,
+        o.amount
+    FROM stg.orders AS o
+    WHERE
+        {{ counts('o', features) }}
+),
+
+order_instants AS (
+    SELECT
+        customer_id,
+        order_at AS feature_time,
+        count(*)::integer AS order_count,
+        sum(amount) AS revenue
+    FROM orders
+    GROUP BY customer_id, order_at
+)
+{%- endmacro -%}
