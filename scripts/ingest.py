@@ -18,6 +18,7 @@ import csv
 import io
 import re
 import shlex
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -225,10 +226,35 @@ def rule_location(config: PipelineConfig, check: dict[str, Any]) -> tuple[Path |
     return config.expectations_path, check["key"]
 
 
-def lock_pipeline(conn: psycopg.Connection) -> None:
-    """One run per database at a time; the lock ends with the connection."""
-    if not conn.execute("SELECT pg_try_advisory_lock(%s)", (RUN_LOCK_KEY,)).fetchone()[0]:
-        raise IngestError("another pipeline run holds the lock on this database; wait for it to finish")
+def lock_pipeline(conn: psycopg.Connection, timeout: float = 600.0, log: Callable[[str], None] = print) -> None:
+    """One run per database at a time: the lock ends with the session that holds it.
+
+    A run that finds the lock held says who holds it and waits, up to ``timeout`` seconds
+    (0: not at all). A killed runner's session ends within a second even in mid-statement,
+    because the runner's sessions set client_connection_check_interval (scripts/run.py).
+    """
+    if conn.execute("SELECT pg_try_advisory_lock(%s)", (RUN_LOCK_KEY,)).fetchone()[0]:
+        return
+    holder = conn.execute(
+        "SELECT a.pid, a.application_name, a.state FROM pg_locks AS l JOIN pg_stat_activity AS a ON a.pid = l.pid"
+        " WHERE l.locktype = 'advisory' AND l.granted AND l.classid = 0 AND l.objid = %s"
+        " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+        (RUN_LOCK_KEY,),
+    ).fetchone()
+    who = f"pid {holder[0]} ({holder[1] or 'no application name'}, {holder[2]})" if holder else "another session"
+    if timeout <= 0:
+        raise IngestError(f"another pipeline run holds the lock on this database ({who}); "
+                          "wait for it to finish, or give --lock-timeout to wait for it")
+    log(f"waiting up to {timeout:g} s for the pipeline lock, held by {who} ...")
+    started = time.monotonic()
+    try:
+        with conn.transaction():  # the wait's limit is local; the lock itself is the session's
+            conn.execute("SELECT set_config('lock_timeout', %s, true)", (f"{int(timeout * 1000)}ms",))
+            conn.execute("SELECT pg_advisory_lock(%s)", (RUN_LOCK_KEY,))
+    except psycopg.errors.LockNotAvailable:
+        raise IngestError(f"gave up after {timeout:g} s waiting for the pipeline lock, held by {who}; "
+                          "give --lock-timeout to wait longer") from None
+    log(f"  got the pipeline lock after {time.monotonic() - started:.1f} s")
 
 
 def require_ingested(conn: psycopg.Connection, sources: list[dict[str, Any]]) -> None:

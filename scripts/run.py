@@ -367,10 +367,15 @@ def peak_rss_mib() -> float:
 # --- entry points -------------------------------------------------------------------------
 
 
-def connect(database_url: str) -> psycopg.Connection:
+def connect(database_url: str, run_id: str = "") -> psycopg.Connection:
     try:
-        # autocommit: every stage opens its own explicit transaction
-        return psycopg.connect(database_url, autocommit=True)
+        # autocommit: every stage opens its own explicit transaction; the application name
+        # tells a waiting run (and pg_stat_activity) which run holds the lock
+        conn = psycopg.connect(database_url, autocommit=True, application_name=f"raw-to-ready {run_id}".strip())
+        # the server ends this session within a second of the runner dying, even in the
+        # middle of a statement, so its lock and transaction do not outlive it
+        conn.execute("SET client_connection_check_interval = '1s'")
+        return conn
     except psycopg.Error as exc:
         raise StageError(
             f"could not connect to {pgembed.masked(database_url)}: {str(exc).strip()}\n"
@@ -403,6 +408,7 @@ def run_pipeline(
     through: str = "registry",
     warn_error: bool = False,
     run_id: str | None = None,
+    lock_timeout: float = 600.0,
 ) -> tuple[int, dict[str, Any]]:
     """Run every stage up to and including ``through``; return (exit code, report)."""
     run_id = run_id or new_run_id()
@@ -419,14 +425,14 @@ def run_pipeline(
             log(f"note: {note}")
         sources = describe_sources(config)
         ingest.check_rule_columns(config, sources)
-        conn = connect(database_url or pgembed.resolve_database_url())
+        conn = connect(database_url or pgembed.resolve_database_url(), run_id)
         run = Run(config=config, run_id=run_id, conn=conn, out_dir=ARTIFACTS / "runs" / run_id,
                   warn_error=warn_error, sources=sources)
         log(f"run {run_id}: {config.path} -> {len(sources)} source file(s), stages through {through}")
         # content only, so known before any stage: the training set carries it
         run.hashes = content_hashes(run)
         check_patterns(conn, config)
-        ingest.lock_pipeline(conn)
+        ingest.lock_pipeline(conn, lock_timeout, log)
         for stage in STAGES[: STAGES.index(through) + 1]:
             STAGE_RUNNERS.get(stage, stage_sql)(run, stage)
         code = EXIT_PASSED
@@ -547,6 +553,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stage", choices=STAGES, default="registry",
                         help="run every stage up to and including this one (default: all)")
     parser.add_argument("--warn-error", action="store_true", help="treat warnings as failures (exit 1)")
+    parser.add_argument("--lock-timeout", type=float, default=600.0, metavar="SECONDS",
+                        help="how long to wait for another run's lock on the database (default: %(default)g; 0: not at all)")
     parser.add_argument("--render", action="store_true", help="write the rendered SQL and exit; no database")
     parser.add_argument("--out", default="artifacts/rendered", help="where --render writes (default: %(default)s)")
     args = parser.parse_args(argv)
@@ -565,7 +573,8 @@ def main(argv: list[str] | None = None) -> int:
         for path in written:
             log(f"rendered {path}")
         return EXIT_PASSED
-    code, _ = run_pipeline(args.config, through=args.stage, warn_error=args.warn_error)
+    code, _ = run_pipeline(args.config, through=args.stage, warn_error=args.warn_error,
+                           lock_timeout=args.lock_timeout)
     return code
 
 

@@ -128,9 +128,9 @@ def test_a_file_that_changes_between_the_two_passes_is_refused(project, db_url, 
     project.write_csv("good.csv", HEADER + "O0,C0,2024-01-01,1.00,completed\n")
     lock = ingest.lock_pipeline
 
-    def rewrite_then_lock(conn):  # the runner locks after describing every file, before the COPY
+    def rewrite_then_lock(conn, *args):  # the runner locks after describing every file, before the COPY
         project.write_csv("orders.csv", HEADER + "O1,C1,2024-01-01,9.99,completed\n")
-        lock(conn)
+        lock(conn, *args)
 
     monkeypatch.setattr(ingest, "lock_pipeline", rewrite_then_lock)
     code, _ = ingest_run(project.write_config(paths=["data/raw/good.csv", "data/raw/orders.csv"]), db_url)

@@ -11,7 +11,7 @@ import psycopg
 
 from scripts import ingest
 from scripts.run import EXIT_PASSED, EXIT_RUNTIME, EXIT_USAGE, EXIT_VALIDATION_FAILED, run_pipeline
-from tests.helpers import HEADER, REPO_ROOT
+from tests.helpers import HEADER, REPO_ROOT, query
 
 GOOD = HEADER + "O1,C1,2024-01-01 10:00:00,10.00,completed\nO2,C2,2024-01-02 10:00:00,5.00,completed\n"
 
@@ -168,15 +168,17 @@ def test_unreadable_config_is_a_config_error_not_a_traceback(project, db_url):
 
 
 def test_one_run_per_database_at_a_time(project, db_url):
-    """A second run while another holds the pipeline lock stops at once, says why, and
-    changes nothing."""
+    """A second run while another holds the pipeline lock stops (at once with
+    --lock-timeout 0), says why and who holds it, and changes nothing."""
     project.write_csv("orders.csv", GOOD)
     config = project.write_config()
-    with psycopg.connect(db_url, autocommit=True) as other:
+    with psycopg.connect(db_url, autocommit=True, application_name="the other run") as other:
         other.execute("SELECT pg_advisory_lock(%s)", (ingest.RUN_LOCK_KEY,))
-        code, report = run_pipeline(config, db_url)
+        code, report = run_pipeline(config, db_url, lock_timeout=0)
     assert code == EXIT_RUNTIME
-    assert "another pipeline run holds the lock" in report["errors"][0]
+    assert "another pipeline run holds the lock on this database (pid" in report["errors"][0]
+    assert "the other run" in report["errors"][0]
+    assert query(db_url, "SELECT to_regclass('raw.ingested_files')") == [(None,)]  # not even migrated
     assert run_pipeline(config, db_url)[0] == EXIT_PASSED  # the lock ends with its session
 
 

@@ -228,9 +228,9 @@ def test_an_object_replaced_between_the_two_passes_is_refused(project, db_url, s
     uri = s3.put("a/orders.csv", HEADER.encode() + b"O1,C1,2024-01-01,1.00,completed\n")
     lock = ingest.lock_pipeline
 
-    def replace_then_lock(conn):  # the runner locks after describing every file, before the COPY
+    def replace_then_lock(conn, *args):  # the runner locks after describing every file, before the COPY
         s3.put("a/orders.csv", HEADER.encode() + b"O1,C1,2024-01-01,9.99,completed\n")
-        lock(conn)
+        lock(conn, *args)
 
     monkeypatch.setattr(ingest, "lock_pipeline", replace_then_lock)
     code, report = ingest_run(project.write_config(paths=f"s3://{s3.bucket}/a/*.csv"), db_url)
