@@ -126,11 +126,7 @@ check_counts AS (
         VALUES
         {%- for check in checks %}
         (
-            {{ check.id | literal }}, {{ check.rule | literal }}, {{ check.column | literal }}::text,
-            {{ check.severity | literal }}, {{ check.message | literal }},
-            {{ check.action | literal }},
-            {{ rules.threshold(check.error_if) }},
-            {{ rules.threshold(check.warn_if) }},
+            {{ rules.check_row(check) }}
             {%- if check.rule == 'unique' %}
             k.{{ ('key_check_' ~ (key_columns.index(check.column) + 1)) | ident }}
             {%- elif check.rule == 'exact_duplicates' %}
@@ -150,33 +146,4 @@ check_counts AS (
     )
 ),
 
-check_thresholds AS (
-    SELECT
-        c.*,
-        {{ rules.breaches('error') }} AS is_error,
-        {{ rules.breaches('warn') }} AS is_warn
-    FROM check_counts AS c
-)
-
-SELECT
-    current_setting('raw_to_ready.run_id') AS run_id,
-    check_id,
-    rule,
-    column_name,
-    severity,
-    -- a warn-severity check never fails the run; an error-severity one warns below
-    -- error_if; a quarantine check sets its records aside (and fails past error_if); a
-    -- check with no offending record always passes
-    CASE
-        WHEN failing_count > 0 AND severity = 'error' AND is_error THEN 'fail'
-        WHEN failing_count > 0 AND is_warn THEN 'warn'
-        WHEN failing_count > 0 AND action = 'quarantine' THEN 'quarantine'
-        ELSE 'pass'
-    END AS status,
-    failing_count,
-    row_count,
-    failing_percent,
-    message,
-    'records' AS level,
-    action
-FROM check_thresholds;
+{{ rules.check_results('records') }};

@@ -47,10 +47,7 @@ check_counts AS (
         {%- set row_checks = order_checks | rejectattr('rule', 'equalto', 'min_rows') | list %}
         {%- for check in order_checks %}
         (
-            {{ check.id | literal }}, {{ check.rule | literal }}, {{ check.column | literal }}::text,
-            {{ check.severity | literal }}, {{ check.message | literal }}, {{ check.action | literal }},
-            {{ rules.threshold(check.error_if) }},
-            {{ rules.threshold(check.warn_if) }},
+            {{ rules.check_row(check) }}
             {%- if check.rule == 'min_rows' %}
             greatest({{ check.params['min'] | literal }} - r.row_count, 0)
             {%- else %}
@@ -65,32 +62,7 @@ check_counts AS (
     )
 ),
 
-check_thresholds AS (
-    SELECT
-        c.*,
-        {{ rules.breaches('error') }} AS is_error,
-        {{ rules.breaches('warn') }} AS is_warn
-    FROM check_counts AS c
-)
-
-SELECT
-    current_setting('raw_to_ready.run_id') AS run_id,
-    check_id,
-    rule,
-    column_name,
-    severity,
-    CASE
-        WHEN failing_count > 0 AND severity = 'error' AND is_error THEN 'fail'
-        WHEN failing_count > 0 AND is_warn THEN 'warn'
-        ELSE 'pass'
-    END AS status,
-    failing_count,
-    row_count,
-    failing_percent,
-    message,
-    'orders' AS level,
-    action
-FROM check_thresholds;
+{{ rules.check_results('orders') }};
 
 INSERT INTO meta.validation_failures (
     run_id, check_id, event_id, file_path, line_number, failing_value, payload

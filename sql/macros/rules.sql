@@ -151,3 +151,47 @@ CASE c.{{ kind }}_op
 NULL::text, NULL::numeric, NULL::boolean
 {%- endif -%}
 {%- endmacro -%}
+
+{#- Validation results, written once for both levels (030 records, 038 orders). -#}
+{#- A check's leading VALUES fields: what it is, its action and its two thresholds. -#}
+{%- macro check_row(check) -%}
+{{ check.id | literal }}, {{ check.rule | literal }}, {{ check.column | literal }}::text,
+            {{ check.severity | literal }}, {{ check.message | literal }}, {{ check.action | literal }},
+            {{ threshold(check.error_if) }},
+            {{ threshold(check.warn_if) }},
+{%- endmacro -%}
+
+{#- The end of a results INSERT, after a CTE `check_counts` (one row per check with the
+    check_row fields, failing_count, row_count, failing_percent): each check's status. A
+    warn-severity check never fails the run; an error-severity one warns below error_if; a
+    quarantine check sets its records aside (and fails past error_if); a check with no
+    offending record always passes. -#}
+{%- macro check_results(level) -%}
+check_thresholds AS (
+    SELECT
+        c.*,
+        {{ breaches('error') }} AS is_error,
+        {{ breaches('warn') }} AS is_warn
+    FROM check_counts AS c
+)
+
+SELECT
+    current_setting('raw_to_ready.run_id') AS run_id,
+    check_id,
+    rule,
+    column_name,
+    severity,
+    CASE
+        WHEN failing_count > 0 AND severity = 'error' AND is_error THEN 'fail'
+        WHEN failing_count > 0 AND is_warn THEN 'warn'
+        WHEN failing_count > 0 AND action = 'quarantine' THEN 'quarantine'
+        ELSE 'pass'
+    END AS status,
+    failing_count,
+    row_count,
+    failing_percent,
+    message,
+    {{ level | literal }} AS level,
+    action
+FROM check_thresholds
+{%- endmacro -%}
