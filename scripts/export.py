@@ -47,8 +47,7 @@ import psycopg
 from psycopg import sql
 
 from scripts import config as config_mod
-from scripts import pgembed
-from scripts.config import ConfigError
+from scripts import cli, pgembed
 
 EXIT_OK, EXIT_USAGE, EXIT_RUNTIME = 0, 2, 3
 SPLITS = ("train", "val", "test")
@@ -521,27 +520,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         manifest = export(args.config, args.feature_version, out_root=Path(args.out))
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except ExportError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.code
-    except pgembed.EmbeddedServerError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_RUNTIME
-    except psycopg.Error as exc:
-        print(f"error: database error: {str(exc).strip()}", file=sys.stderr)
-        return EXIT_RUNTIME
-    except OSError as exc:
-        print(f"error: {exc.filename or ''}: {exc.strerror or exc}".replace("error: : ", "error: "), file=sys.stderr)
-        return EXIT_RUNTIME
-    except KeyboardInterrupt:
-        print("interrupted: nothing was written", file=sys.stderr)
-        return 130
-    except Exception as exc:  # noqa: BLE001 - pyarrow's errors and bugs of ours: a message, exit 3
-        print(f"error: internal error: {type(exc).__name__}: {exc} (please report it)", file=sys.stderr)
-        return EXIT_RUNTIME
+    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - one message, an exit code
+        return cli.failure(exc)
     log(f"manifest: {manifest['path']}/manifest.json ({manifest['row_count']:,} rows); "
         f"peak RSS {peak_rss_mib():.1f} MiB")
     return EXIT_OK

@@ -55,9 +55,8 @@ import psycopg
 
 from scripts import config as config_mod
 from scripts import export as export_mod
-from scripts import migrate, pgembed
-from scripts.config import ConfigError
-from scripts.export import EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, SPLITS, ExportError
+from scripts import cli, migrate, pgembed
+from scripts.export import EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, SPLITS
 
 MODELS = Path("artifacts") / "models"
 SEED = 20_261_127
@@ -494,27 +493,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         train(args.config, args.feature_version, datasets_root=Path(args.datasets), models_root=Path(args.models))
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except (TrainError, ExportError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.code
-    except (pgembed.EmbeddedServerError, migrate.MigrationError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_RUNTIME
-    except psycopg.Error as exc:
-        print(f"error: database error: {str(exc).strip()}", file=sys.stderr)
-        return EXIT_RUNTIME
-    except OSError as exc:
-        print(f"error: {exc.filename or ''}: {exc.strerror or exc}".replace("error: : ", "error: "), file=sys.stderr)
-        return EXIT_RUNTIME
-    except KeyboardInterrupt:
-        print("interrupted: nothing was written", file=sys.stderr)
-        return 130
-    except Exception as exc:  # noqa: BLE001 - a bug of ours or a library's: a message, exit 3
-        print(f"error: internal error: {type(exc).__name__}: {exc} (please report it)", file=sys.stderr)
-        return EXIT_RUNTIME
+    except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - one message, an exit code
+        return cli.failure(exc)
     return EXIT_OK
 
 
