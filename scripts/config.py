@@ -87,6 +87,7 @@ class PipelineConfig:
     validation: dict[str, Any]
     checks: list[dict[str, Any]] = field(default_factory=list)
     labels: dict[str, Any] | None = None  # None: no labels stage output, no purge
+    retention: dict[str, Any] = field(default_factory=lambda: {"versions": 3})
     notes: list[str] = field(default_factory=list)  # printed at the start of a run
 
     @property
@@ -135,7 +136,8 @@ def _mapping(path: Path, data: dict[str, Any], key: str, allowed: set[str]) -> d
 def load(config_path: str | Path) -> PipelineConfig:
     path = Path(config_path)
     raw = _load_yaml(path)
-    known = {"sources", "columns", "expectations", "staging", "features", "labels", "splits", "validation", "db"}
+    known = {"sources", "columns", "expectations", "staging", "features", "labels", "splits", "validation",
+             "retention", "db"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(path, unknown[0], f"unknown key (known: {', '.join(sorted(known))})")
@@ -151,6 +153,9 @@ def load(config_path: str | Path) -> PipelineConfig:
     features = _features(path, raw)
     splits = _splits(path, raw)
     labels = _labels(path, raw)
+    retention = _mapping(path, raw, "retention", {"versions"})
+    # how many published versions stay queryable (the current one included)
+    retention = {"versions": _int(path, "retention.versions", retention.get("versions", 3), 1)}
     validation = _mapping(path, raw, "validation", {"failure_sample_size", "failure_history_cap", "fail_on_error"})
     fail_on_error = validation.get("fail_on_error", True)
     if not isinstance(fail_on_error, bool):
@@ -176,6 +181,7 @@ def load(config_path: str | Path) -> PipelineConfig:
         splits=splits,
         validation=validation,
         labels=labels,
+        retention=retention,
         notes=notes,
     )
     models = {f.source_name: f.model for f in files}

@@ -15,12 +15,10 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import hashlib
 import json
 import os
 import resource
 import secrets
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -33,8 +31,9 @@ import psycopg
 from psycopg.rows import dict_row
 
 from scripts import config as config_mod
-from scripts import ingest, migrate, models, pgembed, report as report_mod, sqltemplate
+from scripts import ingest, migrate, models, pgembed, report as report_mod, sourcecache, sqltemplate, versions
 from scripts.sqlexec import StageError, execute_sql
+from scripts.versions import NeedsFullRefresh, sha256_text
 from scripts.config import ConfigError, PipelineConfig
 
 EXIT_PASSED, EXIT_VALIDATION_FAILED, EXIT_USAGE, EXIT_RUNTIME = 0, 1, 2, 3
@@ -45,10 +44,10 @@ STAGES = ["migrate", "ingest", "validate", "model", "stage", "features", "labels
 STAGE_FILES = {
     "validate": ["030_validate_expectations.sql", "033_validate_quarantine.sql", "035_validate_failures.sql"],
     "model": ["037_model_orders.sql", "038_validate_orders.sql"],
-    "stage": ["040_stg_orders.sql"],
+    "stage": ["040_stg_orders.sql", "041_stg_order_changes.sql"],
     "features": ["050_feats_customer_features.sql", "052_feats_features_as_of.sql"],
     "labels": ["055_feats_customer_labels.sql"],
-    "splits": ["060_meta_dataset_splits.sql", "065_feats_training_set.sql"],
+    "splits": ["060_meta_dataset_splits.sql"],
     "registry": ["070_meta_feature_registry.sql"],
 }
 INGEST_FILES = ["010_raw_landing.sql", "011_raw_landing_lines.sql", "012_raw_landing_records.sql",
@@ -75,11 +74,14 @@ class Run:
     splits: list[dict[str, Any]] = field(default_factory=list)
     feature_version: str | None = None  # set when the registry stage records it
     hashes: dict[str, dict[str, str]] = field(default_factory=dict)  # what the version is derived from
+    full_refresh: bool = False  # --full-refresh
+    plan: versions.Plan | None = None  # incremental or full: decided after migrations
 
     @property
     def settings(self) -> dict[str, str]:
         """What every stage's SQL may read with current_setting('raw_to_ready.*')."""
-        return {"run_id": self.run_id, "feature_version": feature_version(self.hashes)}
+        return {"run_id": self.run_id, "feature_version": versions.feature_version(self.hashes),
+                **(self.plan.settings if self.plan else {})}
 
     @property
     def batch_file_sha256s(self) -> list[str]:
@@ -98,10 +100,6 @@ def log(message: str) -> None:
     print(message, flush=True)
 
 
-def sha256_text(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
 def template_context(config: PipelineConfig, sources: list[dict[str, Any]]) -> dict[str, Any]:
     """Everything the post-ingest templates may use; values come from configs and the
     content of the named files, never from runs."""
@@ -116,6 +114,14 @@ def template_context(config: PipelineConfig, sources: list[dict[str, Any]]) -> d
         "features": config.features,
         "labels": config.labels,
         "splits": config.splits,
+        "retention": config.retention,
+        # the value columns of the versioned feature and label rows, with their types
+        "feature_columns": [(f"{kind}_{days}d", kind_type) for days in config.features["windows_days"]
+                            for kind, kind_type in (("orders", "bigint"), ("revenue", "numeric"))]
+                           + [("days_since_last_order", "integer")],
+        "label_columns": [("label_window_end", "timestamptz"), ("is_censored", "boolean"),
+                          (f"repeat_{config.labels['horizon_days']}d", "boolean"),
+                          (f"revenue_next_{config.labels['horizon_days']}d", "numeric")] if config.labels else [],
     }
     context["models"] = models.render_models(config, sources, context) if sources else []
     return context
@@ -190,12 +196,17 @@ def stage_migrate(run: Run, stage: str = "migrate") -> None:
     with stage_timer(run, "migrate") as record:
         applied = migrate.apply_pending(run.conn, log=log)
         record["rows"] = len(applied)
+        # this run holds the lock: a run still marked running was killed
+        run.conn.execute("UPDATE meta.runs SET status = 'error', finished_at = now() WHERE status = 'running'")
         run.conn.execute(
             "INSERT INTO meta.runs (run_id, config_path) VALUES (%s, %s) ON CONFLICT DO NOTHING",
             (run.run_id, str(run.config.path)),
         )
     # before any data work: every source model returns the canonical columns and types
     models.check_contract(run.conn, template_context(run.config, run.sources)["models"])
+    run.plan = versions.plan(run.conn, run.batch_file_sha256s, versions.definition_sha256(run.config),
+                             run.full_refresh)
+    versions.describe(run.plan, log)
 
 
 def stage_ingest(run: Run, stage: str = "ingest") -> None:
@@ -220,9 +231,14 @@ def stage_gate(run: Run, stage: str) -> None:
     level = GATE_LEVELS[stage]
     with stage_timer(run, stage) as record:
         ingest.require_ingested(run.conn, run.sources)
-        with run.conn.transaction():
-            set_run_settings(run.conn, run.settings)
-            run_files(run, stage, record)
+        try:
+            with run.conn.transaction():
+                set_run_settings(run.conn, run.settings)
+                run_files(run, stage, record)
+        except StageError as exc:
+            if exc.sqlstate == versions.FULL_REFRESH_SQLSTATE:
+                raise NeedsFullRefresh(str(exc).split(": ERROR: ", 1)[-1].split("\n")[0]) from None
+            raise
         checks = report_mod.fetch_checks(run.conn, run.run_id, run.config.checks, level,
                                          run.config.validation["failure_sample_size"])
         run.results[level] = checks
@@ -252,10 +268,10 @@ def run_files(run: Run, stage: str, record: dict[str, Any]) -> None:
         path = save_sql(run, name, text)
         digests.append(sha256_text(text))
         results += execute_sql(run.conn, name, text, path)
-    if stage == "stage":
-        # orders added, changed or removed: an unchanged re-run reports 0
-        record["rows"] = sum(rows for command, rows in results if command in ("INSERT", "UPDATE", "DELETE", "MERGE"))
-    else:
+        if stage == "stage" and name.startswith("040"):
+            # orders added, changed or removed (041 is bookkeeping): an unchanged re-run reports 0
+            record["rows"] = sum(rows for command, rows in results if command in ("DELETE", "MERGE"))
+    if stage != "stage":
         # the table a stage builds is its largest statement
         record["rows"] = max((rows for _, rows in results), default=0)
     record["sql_sha256"] = sha256_text("".join(digests))
@@ -294,61 +310,14 @@ def _iso(value: dt.datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def content_hashes(run: Run) -> dict[str, dict[str, str]]:
-    """What feature_version is derived from: configs, SQL, migrations and source data."""
-    config = run.config
-    sql_hashes: dict[str, str] = {}
-    for name in INGEST_FILES:  # rendered per file from the header, which the data hash covers
-        sql_hashes[name] = hashlib.sha256((sqltemplate.SQL_DIR / name).read_bytes()).hexdigest()
-    for path in migrate.migration_files():
-        sql_hashes[f"migrations/{path.name}"] = hashlib.sha256(path.read_bytes()).hexdigest()
-    for stage in STAGE_FILES:
-        for name, text in render_stage(config, stage, run.sources):
-            sql_hashes[name] = sha256_text(text)
-    for name in sorted((sqltemplate.SQL_DIR / "macros").glob("*.sql")):
-        sql_hashes[f"macros/{name.name}"] = hashlib.sha256(name.read_bytes()).hexdigest()
-    return {
-        "config": {
-            str(config.path): hashlib.sha256(config.path.read_bytes()).hexdigest(),
-            str(config.expectations_path): hashlib.sha256(config.expectations_path.read_bytes()).hexdigest(),
-        },
-        "sql": dict(sorted(sql_hashes.items())),
-        "source": {s["path"]: s["sha256"] for s in run.sources},
-    }
-
-
-def feature_version(hashes: dict[str, dict[str, str]]) -> str:
-    """sha256 over content only: where a file lies or how its path is spelled does not count.
-
-    The configs count as (pipeline, expectations) in that order, the SQL by its name in
-    sql/, the sources as the set of their sha256.
-    """
-    config_digests = list(hashes["config"].values())  # pipeline first, then expectations
-    content = {
-        "config": config_digests,
-        "sql": hashes["sql"],
-        "source": sorted(set(hashes["source"].values())),
-    }
-    return hashlib.sha256(json.dumps(content, sort_keys=True).encode("utf-8")).hexdigest()
-
-
-def git_commit() -> str:
-    try:
-        result = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.TimeoutExpired):
-        return ""
-    return result.stdout.strip() if result.returncode == 0 else ""
-
-
 def stage_registry(run: Run, stage: str = "registry") -> None:
     hashes = run.hashes
-    run.feature_version = feature_version(hashes)
+    run.feature_version = versions.feature_version(hashes)
     with stage_timer(run, "registry") as record:
         with run.conn.transaction():
             set_run_settings(run.conn, {
-                "run_id": run.run_id,
-                "feature_version": run.feature_version,
-                "git_commit": git_commit(),
+                **run.settings,
+                "git_commit": versions.git_commit(),
                 "config_sha256": json.dumps(hashes["config"], sort_keys=True),
                 "sql_sha256": json.dumps(hashes["sql"], sort_keys=True),
                 "source_sha256": json.dumps(hashes["source"], sort_keys=True),
@@ -409,6 +378,7 @@ def run_pipeline(
     warn_error: bool = False,
     run_id: str | None = None,
     lock_timeout: float = 600.0,
+    full_refresh: bool = False,
 ) -> tuple[int, dict[str, Any]]:
     """Run every stage up to and including ``through``; return (exit code, report)."""
     run_id = run_id or new_run_id()
@@ -423,18 +393,27 @@ def run_pipeline(
         config = config_mod.load(config_path)
         for note in config.notes:
             log(f"note: {note}")
-        sources = describe_sources(config)
+        sources = describe_sources(config, reread=full_refresh)
         ingest.check_rule_columns(config, sources)
         conn = connect(database_url or pgembed.resolve_database_url(), run_id)
         run = Run(config=config, run_id=run_id, conn=conn, out_dir=ARTIFACTS / "runs" / run_id,
-                  warn_error=warn_error, sources=sources)
+                  warn_error=warn_error, sources=sources, full_refresh=full_refresh)
         log(f"run {run_id}: {config.path} -> {len(sources)} source file(s), stages through {through}")
         # content only, so known before any stage: the training set carries it
-        run.hashes = content_hashes(run)
+        run.hashes = versions.content_hashes(config, sources, INGEST_FILES, (
+            rendered for stage in STAGE_FILES for rendered in render_stage(config, stage, sources)))
         check_patterns(conn, config)
         ingest.lock_pipeline(conn, lock_timeout, log)
-        for stage in STAGES[: STAGES.index(through) + 1]:
-            STAGE_RUNNERS.get(stage, stage_sql)(run, stage)
+        stages = STAGES[: STAGES.index(through) + 1]
+        position = 0
+        while position < len(stages):
+            try:
+                STAGE_RUNNERS.get(stages[position], stage_sql)(run, stages[position])
+                position += 1
+            except NeedsFullRefresh as exc:  # the gates start over on every named file
+                run.plan = run.plan.as_full_refresh(list(dict.fromkeys(run.batch_file_sha256s)), str(exc))
+                log(f"  full refresh: {exc}")
+                position = stages.index("validate")
         code = EXIT_PASSED
         report["status"] = "passed"
     except ValidationFailed as exc:
@@ -448,12 +427,12 @@ def run_pipeline(
     except (StageError, migrate.MigrationError, ingest.IngestError, sqltemplate.TemplateError,
             pgembed.EmbeddedServerError) as exc:
         code = EXIT_RUNTIME
-        report["errors"].append(str(exc))
-        print(f"error: {exc}", file=sys.stderr)
-    except psycopg.Error as exc:
+        report["errors"].append(in_stage(run, str(exc)))
+        print(f"error: {report['errors'][-1]}", file=sys.stderr)
+    except psycopg.Error as exc:  # e.g. the server stopped in mid-stage
         code = EXIT_RUNTIME
-        report["errors"].append(f"database error: {str(exc).strip()}")
-        print(f"error: database error: {str(exc).strip()}", file=sys.stderr)
+        report["errors"].append(in_stage(run, f"database error: {str(exc).strip()}"))
+        print(f"error: {report['errors'][-1]}", file=sys.stderr)
     except OSError as exc:  # a file vanished or became unreadable mid-run
         code = EXIT_RUNTIME
         report["errors"].append(f"{exc.filename or ''}: {exc.strerror or exc}".lstrip(": "))
@@ -472,9 +451,20 @@ def run_pipeline(
     return code, report
 
 
-def describe_sources(config: PipelineConfig) -> list[dict[str, Any]]:
-    """Every named file, hashed, with its header and its source's model."""
-    return [{**ingest.describe_source(f), "model": f.model} for f in config.files]
+def in_stage(run: Run | None, message: str) -> str:
+    """A runtime error names the stage it stopped; the next run starts that stage over."""
+    failed = [s["stage"] for s in (run.stages if run else []) if s["status"] == "error"]
+    if failed and run and run.conn.broken:
+        message += ("\n  the connection to PostgreSQL was lost (did the server stop?): the stage's transaction "
+                    "was rolled back; run again once the server is up")
+    return f"stage {failed[-1]} stopped: {message}" if failed else message
+
+
+def describe_sources(config: PipelineConfig, reread: bool = True) -> list[dict[str, Any]]:
+    """Every named file, hashed, with its header and its source's model (a local file that
+    did not change since a run described it is not read again unless ``reread``)."""
+    described = sourcecache.describe_all(config.files, ingest.describe_source, use_cache=not reread)
+    return [{**d, "model": f.model} for d, f in zip(described, config.files)]
 
 
 def finish_run(run: Run, report: dict[str, Any], code: int) -> None:
@@ -488,6 +478,8 @@ def finish_run(run: Run, report: dict[str, Any], code: int) -> None:
         report["warnings"] = [c["message"] for c in checks if c["status"] == "warn"]
     report.update({
         "feature_version": run.feature_version,
+        "refresh": {"full": run.plan.full_refresh, "reason": run.plan.reason,
+                    "version_number": run.plan.version_number} if run.plan else None,
         "stages": run.stages,
         "sources": [
             {"source": s["source_name"], "path": s["path"], "sha256": s["sha256"], "bytes": s["bytes"],
@@ -541,6 +533,9 @@ def render_all(config_path: str | Path, out_dir: Path) -> list[Path]:
             target = out_dir / name
             target.write_text(text, encoding="utf-8")
             written.append(target)
+    hashes = versions.content_hashes(config, sources, INGEST_FILES, (
+        rendered for stage in STAGE_FILES for rendered in render_stage(config, stage, sources)))
+    written.append(versions.write_psql_settings(config, sources, hashes, out_dir / "settings.sql"))
     return written
 
 
@@ -555,6 +550,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warn-error", action="store_true", help="treat warnings as failures (exit 1)")
     parser.add_argument("--lock-timeout", type=float, default=600.0, metavar="SECONDS",
                         help="how long to wait for another run's lock on the database (default: %(default)g; 0: not at all)")
+    parser.add_argument("--full-refresh", action="store_true",
+                        help="validate, stage and recompute everything, not just the new files")
     parser.add_argument("--render", action="store_true", help="write the rendered SQL and exit; no database")
     parser.add_argument("--out", default="artifacts/rendered", help="where --render writes (default: %(default)s)")
     args = parser.parse_args(argv)
@@ -574,7 +571,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"rendered {path}")
         return EXIT_PASSED
     code, _ = run_pipeline(args.config, through=args.stage, warn_error=args.warn_error,
-                           lock_timeout=args.lock_timeout)
+                           lock_timeout=args.lock_timeout, full_refresh=args.full_refresh)
     return code
 
 

@@ -10,6 +10,10 @@ import psycopg
 class StageError(Exception):
     """A stage failed at run time; the message is what the user needs to act."""
 
+    def __init__(self, message: str, sqlstate: str | None = None) -> None:
+        super().__init__(message)
+        self.sqlstate = sqlstate  # the server's SQLSTATE, when the server raised it
+
 
 def execute_sql(
     conn: psycopg.Connection, name: str, text: str, saved_path: Path | None
@@ -25,7 +29,7 @@ def execute_sql(
                 if not cur.nextset():
                     break
     except psycopg.Error as exc:
-        raise StageError(describe_sql_error(exc, name, text, saved_path)) from None
+        raise StageError(describe_sql_error(exc, name, text, saved_path), exc.diag.sqlstate) from None
     return results
 
 

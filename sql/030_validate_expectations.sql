@@ -1,10 +1,12 @@
 {%- import 'macros/rules.sql' as rules -%}
+{%- import 'macros/versions.sql' as versions -%}
 -- Evaluates every record-level expectation over the batch: the raw events of the files the config
 -- names now. Row rules share one aggregate scan; uniqueness and exact repeats share one
 -- grouping by key (plus a look at the few repeated keys). Writes one row per check.
 -- grain: one row per check (meta.validation_results) for this run
 -- requires: raw.raw_events (020_raw_events.sql), V004__create_meta_tables.sql
--- settings: raw_to_ready.run_id
+-- settings: raw_to_ready.run_id, raw_to_ready.work_files (the files this run validates: the
+--           new ones, or every named file on a full refresh)
 {%- set row_checks = checks | rejectattr('rule', 'in', ['unique', 'exact_duplicates', 'min_rows']) | list %}
 {%- set unique_columns = checks | selectattr('rule', 'equalto', 'unique') | map(attribute='column') | list %}
 {%- set key_columns = ([columns.order_id] + unique_columns) | unique(case_sensitive=true) | list %}
@@ -13,6 +15,13 @@
 SET LOCAL work_mem = '256MB';
 -- Dates are parsed as staging will parse them, never by the server's DateStyle.
 SET LOCAL datestyle = {{ ('ISO, ' ~ staging.date_order) | literal }};
+
+-- A gate run again in the same run (an incremental run turned full refresh) starts over.
+DELETE FROM meta.validation_failures
+WHERE run_id = current_setting('raw_to_ready.run_id');
+
+DELETE FROM meta.validation_results
+WHERE run_id = current_setting('raw_to_ready.run_id');
 
 -- Pass 1: every row rule in one aggregate scan of the batch. Columns are named by
 -- position: a check id may be longer than PostgreSQL's 63-byte names.
@@ -23,7 +32,7 @@ SELECT
     {%- endfor %}
     count(*) AS row_count
 FROM raw.raw_events AS e
-WHERE e.file_sha256 = ANY({{ batch_file_sha256s | literal }}::text[]);
+WHERE e.file_sha256 = ANY({{ versions.work_files() }});
 
 -- Pass 2a: keys that occur more than once, for the order id (whose exact repeats
 -- staging collapses) and for every column with a unique rule. Usually few.
@@ -34,7 +43,7 @@ SELECT
     -- a missing key is grouped as ''; it never counts as a conflict (non_null reports it)
     coalesce({{ rules.trimmed('e.payload ->> ' ~ (column | literal)) }}, '') AS key_value
 FROM raw.raw_events AS e
-WHERE e.file_sha256 = ANY({{ batch_file_sha256s | literal }}::text[])
+WHERE e.file_sha256 = ANY({{ versions.work_files() }})
 GROUP BY coalesce({{ rules.trimmed('e.payload ->> ' ~ (column | literal)) }}, '')
 HAVING count(*) > 1
 {%- if not loop.last %}
@@ -56,7 +65,7 @@ INNER JOIN validation_repeated_keys AS k
     ON
         k.column_name = {{ column | literal }}
         AND k.key_value = coalesce({{ rules.trimmed('e.payload ->> ' ~ (column | literal)) }}, '')
-WHERE e.file_sha256 = ANY({{ batch_file_sha256s | literal }}::text[])
+WHERE e.file_sha256 = ANY({{ versions.work_files() }})
 GROUP BY k.column_name, k.key_value, e.payload
 {%- if not loop.last %}
 UNION ALL
@@ -102,6 +111,12 @@ key_counts AS (
         ), 0) AS exact_repeat_count
 ),
 
+named_records AS (
+    SELECT coalesce(sum(i.record_count), 0) AS record_count
+    FROM raw.ingested_files AS i
+    WHERE i.file_sha256 = ANY({{ batch_file_sha256s | literal }}::text[])
+),
+
 check_counts AS (
     SELECT
         c.check_id,
@@ -122,6 +137,7 @@ check_counts AS (
         least(round(100.0 * c.failing_count / greatest(r.row_count, 1), 4), 100) AS failing_percent
     FROM validation_row_counts AS r
     CROSS JOIN key_counts AS k
+    CROSS JOIN named_records AS n
     CROSS JOIN LATERAL (
         VALUES
         {%- for check in checks %}
@@ -132,8 +148,9 @@ check_counts AS (
             {%- elif check.rule == 'exact_duplicates' %}
             k.exact_repeat_count
             {%- elif check.rule == 'min_rows' %}
-            -- how many rows short of the minimum
-            greatest({{ check.params['min'] | literal }} - r.row_count, 0)
+            -- how many rows short of the minimum: the batch is every named file, also
+            -- in an incremental run that validates the new files' records only
+            greatest({{ check.params['min'] | literal }} - n.record_count, 0)
             {%- else %}
             r.{{ ('row_check_' ~ (row_checks.index(check) + 1)) | ident }}
             {%- endif %}

@@ -1,4 +1,5 @@
 {%- import 'macros/rules.sql' as rules -%}
+{%- import 'macros/versions.sql' as versions -%}
 -- Sets aside the offending records of every check with action: quarantine that found
 -- some in this run: each goes to meta.quarantine with its lineage and payload, and the
 -- source models leave it out (sql/macros/sources.sql). Nothing is scanned when no
@@ -6,7 +7,8 @@
 -- grain: one row per quarantined record per check per run (meta.quarantine)
 -- requires: 030_validate_expectations.sql (this run's results), raw.raw_events,
 --           V006__create_quarantine.sql
--- settings: raw_to_ready.run_id
+-- settings: raw_to_ready.run_id, raw_to_ready.work_files (the files this run validates: the
+--           new ones, or every named file on a full refresh)
 {%- set quarantine_checks = checks | selectattr('action', 'equalto', 'quarantine') | list %}
 -- Dates are parsed as staging will parse them, never by the server's DateStyle.
 SET LOCAL datestyle = {{ ('ISO, ' ~ staging.date_order) | literal }};
@@ -32,7 +34,7 @@ batch_events AS (
         e.payload
     FROM raw.raw_events AS e
     WHERE
-        e.file_sha256 = ANY({{ batch_file_sha256s | literal }}::text[])
+        e.file_sha256 = ANY({{ versions.work_files() }})
         AND EXISTS (SELECT 1 FROM quarantining_checks)
 ),
 
@@ -66,12 +68,22 @@ offending AS (
 
 SELECT
     current_setting('raw_to_ready.run_id') AS run_id,
-    check_id,
-    event_id,
-    file_sha256,
-    file_path,
-    line_number,
-    failing_value,
-    payload
-FROM offending
-ORDER BY check_id, event_id;
+    o.check_id,
+    o.event_id,
+    o.file_sha256,
+    o.file_path,
+    o.line_number,
+    o.failing_value,
+    o.payload
+FROM offending AS o
+-- append-only: a gate run again in the same run (an incremental run turned full refresh)
+-- adds only what it did not set aside the first time
+WHERE NOT EXISTS (
+        SELECT 1
+        FROM meta.quarantine AS q
+        WHERE
+            q.run_id = current_setting('raw_to_ready.run_id')
+            AND q.check_id = o.check_id
+            AND q.event_id = o.event_id
+    )
+ORDER BY o.check_id, o.event_id;

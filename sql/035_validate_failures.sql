@@ -1,10 +1,12 @@
 {%- import 'macros/rules.sql' as rules -%}
+{%- import 'macros/versions.sql' as versions -%}
 -- Appends the offending records of every check that did not pass in this run to the
 -- failure history, capped per check (the exact count is in meta.validation_results).
 -- Nothing is scanned when every check passed.
 -- grain: one row per offending record per check per run (meta.validation_failures)
 -- requires: 030_validate_expectations.sql (this run's results), raw.raw_events
--- settings: raw_to_ready.run_id
+-- settings: raw_to_ready.run_id, raw_to_ready.work_files (the files this run validates: the
+--           new ones, or every named file on a full refresh)
 {%- set row_checks = checks | rejectattr('rule', 'in', ['unique', 'exact_duplicates', 'min_rows']) | list %}
 {%- set unique_checks = checks | selectattr('rule', 'equalto', 'unique') | list %}
 -- Dates are parsed as staging will parse them, never by the server's DateStyle.
@@ -32,7 +34,7 @@ batch_events AS (
         e.payload
     FROM raw.raw_events AS e
     WHERE
-        e.file_sha256 = ANY({{ batch_file_sha256s | literal }}::text[])
+        e.file_sha256 = ANY({{ versions.work_files() }})
         AND EXISTS (SELECT 1 FROM flagged_checks)
 ),
 

@@ -1,9 +1,14 @@
+{%- import 'macros/versions.sql' as versions -%}
 -- Runs every source's model over its batch and keeps the orders they produce in
 -- stg.model_orders, for the order-level checks (038) and the merge into stg.orders (040).
 -- grain: one row per order a source model produced in this run
 -- requires: 030/033_validate_*.sql passed for this batch (the runner stops before this
 --           file otherwise), V006__create_quarantine.sql (meta.quarantine)
--- settings: raw_to_ready.run_id
+-- settings: raw_to_ready.run_id, raw_to_ready.full_refresh, raw_to_ready.work_files
+-- Incremental (full_refresh off): the models read the new files only (work_files), which
+-- equals a full rebuild as long as no order of theirs is staged already. An order delivered
+-- again in a new file (or an invoice continued in one) ends this file with SQLSTATE R2R01,
+-- and the runner runs the gates again as a full refresh.
 -- Naive source timestamps are read in the configured source time zone; timestamps
 -- with an explicit offset keep it. Either way order_at is an absolute instant.
 SET LOCAL timezone = {{ staging.source_timezone | literal }};
@@ -45,3 +50,23 @@ COMMENT ON TABLE stg.model_orders IS
 
 -- Fresh statistics for the checks' and the merge's plans.
 ANALYZE stg.model_orders;
+
+-- Incremental runs only: an order of the new files that is staged already needs the full
+-- picture (the batch's records of that order in every file).
+DO $$
+DECLARE
+    repeated record;
+BEGIN
+    IF NOT {{ versions.full_refresh() }} THEN
+        SELECT b.order_id, o.file_sha256 INTO repeated
+        FROM stg.model_orders AS b
+        INNER JOIN stg.orders AS o ON b.order_id = o.order_id
+        LIMIT 1;
+        IF FOUND THEN
+            RAISE EXCEPTION 'order % of a new file is staged already (from file %)',
+                repeated.order_id, repeated.file_sha256
+                USING ERRCODE = 'R2R01', HINT = 'an incremental run cannot add to a staged order: a full refresh can';
+        END IF;
+    END IF;
+END
+$$;

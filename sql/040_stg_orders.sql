@@ -1,17 +1,24 @@
+{%- import 'macros/versions.sql' as versions -%}
 -- Merges the orders the source models produced (stg.model_orders, checked by 038) into
 -- stg.orders: adds new orders, updates changed ones, removes those no named file holds;
--- an unchanged order is left as it is.
+-- an unchanged order is left as it is. 041 logs what changed for the derived layers.
 -- grain: one row per order_id
 -- requires: 037_model_orders.sql and 038_validate_orders.sql passed for this batch (the
---           runner stops before this file otherwise), V003__create_stg_orders.sql
--- settings: raw_to_ready.run_id
+--           runner stops before this file otherwise), V003__create_stg_orders.sql,
+--           V010__versioned_publishing.sql
+-- settings: raw_to_ready.run_id, raw_to_ready.full_refresh (sql/macros/versions.sql)
+-- Incremental (full_refresh off): the model ran over the new files only, and 037 made
+-- sure none of their orders is staged already, so every model order is a new one, and
+-- no order leaves.
 SET LOCAL work_mem = '512MB';
 
--- Orders that are in no file the config names any more leave staging: stg.orders holds
--- exactly the batch, so the features (and their version) follow from the named files
--- alone. Their raw events stay in raw.raw_events.
+-- On a full refresh, orders that are in no file the config names any more leave staging:
+-- stg.orders holds exactly the batch, so the features (and their version) follow from the
+-- named files alone. Their raw events stay in raw.raw_events.
 DELETE FROM stg.orders AS o
-WHERE NOT EXISTS (
+WHERE
+    {{ versions.full_refresh() }}
+    AND NOT EXISTS (
         SELECT 1
         FROM stg.model_orders AS b
         WHERE b.order_id = o.order_id
@@ -50,4 +57,4 @@ VALUES (
 );
 
 -- Fresh statistics for the features stage's plan.
-ANALYZE stg.orders;
+{{ versions.analyze_after_full_refresh('stg.orders') }}

@@ -1,8 +1,12 @@
 {%- import 'macros/orders.sql' as counted -%}
--- Rebuilds the point-in-time customer features from stg.orders.
+{%- import 'macros/versions.sql' as versions -%}
+-- Brings the point-in-time customer features up to date with stg.orders, as rows of the
+-- version this run writes (published by 070; readers see feats.customer_features).
 -- grain: one row per (customer_id, feature_time), feature_time being an instant at which
 --        the customer ordered; orders at the same instant share one row
--- requires: 040_stg_orders.sql
+-- requires: 040_stg_orders.sql (stg.orders, stg.order_changes), V010__versioned_publishing.sql
+-- settings: raw_to_ready.full_refresh, raw_to_ready.version_number,
+--           raw_to_ready.published_version (sql/macros/versions.sql)
 -- Definitions (customer c, feature_time t, over c's staged orders that count: every
 -- status but features.exclude_statuses):
 --   orders_<N>d  = count of orders with t - N days <= order_at <= t
@@ -10,17 +14,85 @@
 --   days_since_last_order = floor((t - latest order_at strictly before t) / 24 h);
 --                           NULL (or the configured value) when there is none
 -- Only orders at or before t are in any frame, so nothing later can leak into a row.
+-- Incremental: only the customers whose orders changed since the published version
+-- (stg.order_changes) are recomputed, and only their rows from their earliest changed
+-- instant on: a row before it reads orders before it only, which did not change. Its
+-- frames reach back the widest window, and its days_since_last_order to the customer's
+-- previous order, so those orders are read too. A full refresh recomputes every row.
+-- Either way only the rows that differ from the current ones are written.
 -- Days are 24-hour days: the frames are computed in UTC, whatever the session's zone.
 SET LOCAL timezone = 'UTC';
 -- The window sort of a million instants fits in memory.
 SET LOCAL work_mem = '512MB';
+{{ versions.index_friendly() }}
 
-DROP TABLE IF EXISTS feats.customer_features;
+CREATE TABLE IF NOT EXISTS feats.customer_feature_history (
+    customer_id text COLLATE "C" NOT NULL,
+    feature_time timestamptz NOT NULL,
+    valid_from bigint NOT NULL,
+    valid_to bigint
+);
 
--- Unlogged: derived data, rebuilt from stg.orders by every run; after a crash
--- PostgreSQL empties it and the next run rebuilds it.
-CREATE UNLOGGED TABLE feats.customer_features AS
-WITH {{ counted.order_instants(features) }},
+{{ versions.ensure_columns('feats.customer_feature_history', feature_columns) }}
+
+CREATE UNIQUE INDEX IF NOT EXISTS customer_feature_history_current_idx
+ON feats.customer_feature_history (customer_id, feature_time) WHERE valid_to IS NULL;
+
+-- the splits' cut-offs and bands read the current rows by time
+CREATE INDEX IF NOT EXISTS customer_feature_history_time_idx
+ON feats.customer_feature_history (feature_time) WHERE valid_to IS NULL;
+
+CREATE INDEX IF NOT EXISTS customer_feature_history_valid_from_idx
+ON feats.customer_feature_history (valid_from);
+
+CREATE INDEX IF NOT EXISTS customer_feature_history_valid_to_idx
+ON feats.customer_feature_history (valid_to) WHERE valid_to IS NOT NULL;
+
+{{ versions.discard_unpublished('feats.customer_feature_history') }}
+
+-- The customers to recompute and the instant from which (none on a full refresh).
+DROP TABLE IF EXISTS work.feature_scope;
+
+CREATE UNLOGGED TABLE work.feature_scope AS
+SELECT
+    c.customer_id,
+    min(c.changed_at) AS from_at
+FROM stg.order_changes AS c
+WHERE
+    NOT {{ versions.full_refresh() }}
+    AND c.version_number > {{ versions.published() }}
+    AND c.customer_id IS NOT NULL
+GROUP BY c.customer_id;
+
+ALTER TABLE work.feature_scope ADD PRIMARY KEY (customer_id);
+
+ANALYZE work.feature_scope;
+
+-- The rows as they should be: every row on a full refresh, else the scope's rows.
+-- Unlogged (scratch) and CREATE TABLE AS, so that a full refresh may scan in parallel.
+DROP TABLE IF EXISTS work.feature_rows;
+
+CREATE UNLOGGED TABLE work.feature_rows AS
+WITH {{ counted.order_instants(features, '(
+        SELECT a.customer_id, a.order_at, a.amount, a.status
+        FROM stg.orders AS a
+        WHERE ' ~ versions.full_refresh() ~ '
+        UNION ALL
+        SELECT a.customer_id, a.order_at, a.amount, a.status
+        FROM work.feature_scope AS s
+        CROSS JOIN LATERAL (
+            SELECT max(p.order_at) AS previous_at
+            FROM stg.orders AS p
+            WHERE p.customer_id = s.customer_id AND p.order_at < s.from_at
+                AND ' ~ counted.counts('p', features) ~ '
+        ) AS previous
+        INNER JOIN stg.orders AS a
+            ON a.customer_id = s.customer_id
+            AND a.order_at >= least(
+                s.from_at - ' ~ ((features.windows_days | max) * 24 ~ ' hours') | literal ~ '::interval,
+                previous.previous_at
+            )
+    ) AS o') }},
 
 windowed AS (
     SELECT
@@ -44,24 +116,37 @@ windowed AS (
 )
 
 SELECT
-    customer_id,
-    feature_time,
+    w.customer_id,
+    w.feature_time,
     {% for days in features.windows_days %}
-    {{ ('orders_' ~ days ~ 'd') | ident }}::bigint AS {{ ('orders_' ~ days ~ 'd') | ident }},
-    coalesce({{ ('revenue_' ~ days ~ 'd') | ident }}, 0) AS {{ ('revenue_' ~ days ~ 'd') | ident }},
+    w.{{ ('orders_' ~ days ~ 'd') | ident }}::bigint AS {{ ('orders_' ~ days ~ 'd') | ident }},
+    coalesce(w.{{ ('revenue_' ~ days ~ 'd') | ident }}, 0) AS {{ ('revenue_' ~ days ~ 'd') | ident }},
     {% endfor %}
     coalesce(
-        floor(extract(EPOCH FROM feature_time - previous_order_at) / 86400)::integer,
+        floor(extract(EPOCH FROM w.feature_time - w.previous_order_at) / 86400)::integer,
         {{ features.days_since_last_order_if_none | literal }}::integer
     ) AS days_since_last_order
-FROM windowed;
+FROM windowed AS w
+LEFT JOIN work.feature_scope AS s ON w.customer_id = s.customer_id
+-- the rows read only to fill the frames are not the scope's
+WHERE {{ versions.full_refresh() }} OR w.feature_time >= s.from_at;
 
-ALTER TABLE feats.customer_features
-ADD CONSTRAINT customer_features_pkey PRIMARY KEY (customer_id, feature_time);
+ALTER TABLE work.feature_rows ADD PRIMARY KEY (customer_id, feature_time);
 
-COMMENT ON TABLE feats.customer_features IS
-'Point-in-time customer features: one row per customer and order instant. '
-'See sql/050_feats_customer_features.sql for the definitions.';
+ANALYZE work.feature_rows;
 
--- Fresh statistics for the splits stage's plan.
-ANALYZE feats.customer_features;
+-- Close what changed or went: on a full refresh any current row, else the scope's rows.
+{{ versions.close_changed('feats.customer_feature_history', 'work.feature_rows',
+    ['customer_id', 'feature_time'], feature_columns | map('first') | list,
+    scope_where=versions.full_refresh()) }}
+
+{{ versions.close_changed('feats.customer_feature_history', 'work.feature_rows',
+    ['customer_id', 'feature_time'], feature_columns | map('first') | list,
+    scope_from='work.feature_scope AS s',
+    scope_where='h.customer_id = s.customer_id AND h.feature_time >= s.from_at') }}
+
+{{ versions.add_changed('feats.customer_feature_history', 'work.feature_rows',
+    ['customer_id', 'feature_time'], feature_columns | map('first') | list) }}
+
+-- Fresh statistics for the labels' and splits' plans.
+{{ versions.analyze_after_full_refresh('feats.customer_feature_history') }}

@@ -1,29 +1,57 @@
--- Assigns every feature row to train, val or test by time. Cut-offs fall on timestamp
+{%- import 'macros/versions.sql' as versions -%}
+-- Assigns every feature row to train, val or test by time, as rows of the version this run
+-- writes (published by 070; readers see meta.dataset_splits). Cut-offs fall on timestamp
 -- boundaries chosen so that the split fractions come as close to the configured ratios
 -- as whole instants allow: no feature_time is in two splits, and every train time <
 -- every val time < every test time. Rows in the gap_days before val and before test
 -- are left out (counted in meta.split_cutoffs); with labels, so are the rows whose label
 -- window reaches a later split (purged), and an assertion proves none is left.
--- grain: meta.dataset_splits one row per feature row kept; meta.split_cutoffs one row
---        per split for this run
+-- grain: meta.dataset_split_history one row per feature row (gap and purged rows too);
+--        meta.split_cutoffs one row per split for this run
 -- requires: 050_feats_customer_features.sql, 055_feats_customer_labels.sql
--- settings: raw_to_ready.run_id
+-- settings: raw_to_ready.run_id, raw_to_ready.full_refresh, raw_to_ready.version_number,
+--           raw_to_ready.published_version (sql/macros/versions.sql)
+-- Incremental: a row's split follows from its feature_time, the cut-offs and (with
+-- labels) its censoring alone: it changes where t crosses a cut, the start of the gap
+-- before it (cut - gap) or the start of the purge (cut - horizon). So the rows whose split
+-- can change are the rows this version wrote (features or labels) and the rows between
+-- where the old and the new cut put each of those edges. Only those are assigned again
+-- (every row on a full refresh), and only the rows whose split changed are written.
 SET LOCAL work_mem = '512MB';
+{{ versions.index_friendly() }}
+
+{{ versions.discard_unpublished('meta.dataset_split_history') }}
+
+-- The cut-offs of the published version ('infinity': an empty split), and the rows before
+-- each then: a daily run finds its cut-offs from there (and moves the rows near them).
+CREATE TEMPORARY TABLE split_previous ON COMMIT DROP AS
+SELECT
+    coalesce(max(c.starts_at) FILTER (WHERE c.split = 'val'), 'infinity') AS val_starts_at,
+    coalesce(max(c.starts_at) FILTER (WHERE c.split = 'test'), 'infinity') AS test_starts_at,
+    coalesce(sum(c.row_count + c.gap_row_count + c.purged_row_count) FILTER (WHERE c.split = 'train'), 0)
+        AS rows_before_val,
+    coalesce(sum(c.row_count + c.gap_row_count + c.purged_row_count) FILTER (WHERE c.split IN ('train', 'val')), 0)
+        AS rows_before_test,
+    coalesce(sum(c.row_count + c.gap_row_count + c.purged_row_count), 0) AS total_rows
+FROM meta.feature_versions AS v
+INNER JOIN meta.split_cutoffs AS c ON v.run_id = c.run_id
+WHERE v.version_number = {{ versions.published() }};
 
 -- One row: where val and test start, and the gap before each.
 CREATE TEMPORARY TABLE split_boundaries ON COMMIT DROP AS
 WITH pivots AS (
-    -- one sort finds, for each cut, the instant holding its target row: the first
-    -- instant at which the share of rows up to and including it reaches the target
+    -- a full refresh: one sort finds, for each cut, the instant holding its target row: the
+    -- first instant at which the share of rows up to and including it reaches the target
     SELECT
         count(*) AS total_rows,
         percentile_disc(
             ARRAY[{{ splits.train | literal }}, {{ splits.train | literal }} + {{ splits.val | literal }}]::float8[]
         ) WITHIN GROUP (ORDER BY feature_time) AS pivot_at
-    FROM feats.customer_features
+    FROM feats.customer_feature_history
+    WHERE valid_to IS NULL AND {{ versions.full_refresh() }}
 ),
 
-brackets AS (
+full_brackets AS (
     -- rows before a cut only grow with time, so the best cut is just before the pivot
     -- instant or just after it: count the rows on either side of each pivot
     SELECT
@@ -36,8 +64,136 @@ brackets AS (
         count(f.feature_time) FILTER (WHERE f.feature_time <= p.pivot_at[2]) AS test_rows_above,
         min(f.feature_time) FILTER (WHERE f.feature_time > p.pivot_at[2]) AS test_next_at
     FROM pivots AS p
-    LEFT JOIN feats.customer_features AS f ON TRUE
+    LEFT JOIN feats.customer_feature_history AS f ON f.valid_to IS NULL
+    WHERE {{ versions.full_refresh() }}
     GROUP BY p.total_rows, p.pivot_at
+),
+
+-- A daily run: the same numbers from the published version's, through the time index.
+-- The rows this version added or closed give the new total and the new counts before the
+-- old cuts; the target row (the same position percentile_disc takes: ceil(share x total))
+-- lies a few rows from an old cut, and so do the counts around it.
+anchors AS (
+    SELECT
+        p.total_rows + c.added - c.closed AS total_rows,
+        p.val_starts_at,
+        p.rows_before_val + c.added_before_val - c.closed_before_val AS rows_before_val,
+        p.test_starts_at,
+        p.rows_before_test + c.added_before_test - c.closed_before_test AS rows_before_test
+    FROM split_previous AS p
+    CROSS JOIN LATERAL (
+        SELECT
+            count(*) FILTER (WHERE h.valid_from = {{ versions.version() }}) AS added,
+            count(*) FILTER (WHERE h.valid_to = {{ versions.version() }}) AS closed,
+            count(*) FILTER (WHERE h.valid_from = {{ versions.version() }} AND h.feature_time < p.val_starts_at)
+                AS added_before_val,
+            count(*) FILTER (WHERE h.valid_to = {{ versions.version() }} AND h.feature_time < p.val_starts_at)
+                AS closed_before_val,
+            count(*) FILTER (WHERE h.valid_from = {{ versions.version() }} AND h.feature_time < p.test_starts_at)
+                AS added_before_test,
+            count(*) FILTER (WHERE h.valid_to = {{ versions.version() }} AND h.feature_time < p.test_starts_at)
+                AS closed_before_test
+        FROM feats.customer_feature_history AS h
+        WHERE h.valid_from = {{ versions.version() }} OR h.valid_to = {{ versions.version() }}
+    ) AS c
+    WHERE NOT {{ versions.full_refresh() }}
+),
+
+targets AS (
+    SELECT
+        a.*,
+        greatest(ceil({{ splits.train | literal }}::float8 * a.total_rows)::bigint, 1) AS val_target,
+        greatest(
+            ceil(({{ splits.train | literal }} + {{ splits.val | literal }})::float8 * a.total_rows)::bigint, 1
+        ) AS test_target
+    FROM anchors AS a
+),
+
+daily_pivots AS (
+    SELECT
+        t.*,
+        ARRAY[
+            {%- for cut in ['val', 'test'] %}
+            CASE
+                WHEN t.total_rows = 0 THEN NULL
+                WHEN t.{{ cut }}_target > t.rows_before_{{ cut }}
+                    THEN (
+                        SELECT h.feature_time
+                        FROM feats.customer_feature_history AS h
+                        WHERE h.valid_to IS NULL AND h.feature_time >= t.{{ cut }}_starts_at
+                        ORDER BY h.feature_time
+                        OFFSET t.{{ cut }}_target - t.rows_before_{{ cut }} - 1
+                        LIMIT 1
+                    )
+                ELSE (
+                    SELECT h.feature_time
+                    FROM feats.customer_feature_history AS h
+                    WHERE h.valid_to IS NULL AND h.feature_time < t.{{ cut }}_starts_at
+                    ORDER BY h.feature_time DESC
+                    OFFSET t.rows_before_{{ cut }} - t.{{ cut }}_target
+                    LIMIT 1
+                )
+            END{{ "," if not loop.last }}
+            {%- endfor %}
+        ] AS pivot_at
+    FROM targets AS t
+),
+
+daily_brackets AS (
+    SELECT
+        p.total_rows,
+        p.pivot_at,
+        {%- for cut in ['val', 'test'] %}
+        {%- set pivot = 'p.pivot_at[' ~ loop.index ~ ']' %}
+        -- rows before the pivot: the rows before the old cut, plus or less those between
+        p.rows_before_{{ cut }} + (
+            SELECT count(*)
+            FROM feats.customer_feature_history AS h
+            WHERE h.valid_to IS NULL AND h.feature_time >= p.{{ cut }}_starts_at AND h.feature_time < {{ pivot }}
+        ) - (
+            SELECT count(*)
+            FROM feats.customer_feature_history AS h
+            WHERE h.valid_to IS NULL AND h.feature_time >= {{ pivot }} AND h.feature_time < p.{{ cut }}_starts_at
+        ) AS {{ cut }}_rows_below,
+        (
+            SELECT min(h.feature_time)
+            FROM feats.customer_feature_history AS h
+            WHERE h.valid_to IS NULL AND h.feature_time > {{ pivot }}
+        ) AS {{ cut }}_next_at{{ "," if not loop.last }}
+        {%- endfor %}
+    FROM daily_pivots AS p
+),
+
+brackets AS (
+    SELECT
+        b.total_rows,
+        b.pivot_at,
+        b.val_rows_below,
+        b.val_rows_above,
+        b.val_next_at,
+        b.test_rows_below,
+        b.test_rows_above,
+        b.test_next_at
+    FROM full_brackets AS b
+    UNION ALL
+    SELECT
+        b.total_rows,
+        b.pivot_at,
+        b.val_rows_below,
+        b.val_rows_below + (
+            SELECT count(*)
+            FROM feats.customer_feature_history AS h
+            WHERE h.valid_to IS NULL AND h.feature_time = b.pivot_at[1]
+        ) AS val_rows_above,
+        b.val_next_at,
+        b.test_rows_below,
+        b.test_rows_below + (
+            SELECT count(*)
+            FROM feats.customer_feature_history AS h
+            WHERE h.valid_to IS NULL AND h.feature_time = b.pivot_at[2]
+        ) AS test_rows_above,
+        b.test_next_at
+    FROM daily_brackets AS b
 ),
 
 candidates AS (
@@ -84,12 +240,144 @@ SELECT
     make_interval(secs => {{ splits.gap_days | literal }}::double precision * 86400) AS gap
 FROM chosen_cuts;
 
--- Every feature row's place: its split by time, or the gap (embargo) before val and test,
--- or, with labels, purged: a row whose label window (t, t + H] reaches the start of a
--- later split would see that split's orders through its label (the purge of purged
+-- The rows to assign: every current feature row on a full refresh, else the rows whose
+-- split may have changed (see the header).
+DROP TABLE IF EXISTS work.split_scope;
+
+CREATE UNLOGGED TABLE work.split_scope AS
+WITH offsets AS (
+    -- a row's split changes where t crosses a cut, or the start of the gap before it
+    -- (t >= cut - gap), or the start of the purge before it (t + H >= cut)
+    SELECT o.offset_by
+    FROM split_boundaries AS n
+    CROSS JOIN LATERAL (
+        VALUES
+        ('0 seconds'::interval),
+        (n.gap),
+        (make_interval(days => {{ (labels.horizon_days if labels else 0) | literal }}))
+    ) AS o (offset_by)
+),
+
+bands AS (
+    -- where the old and the new cuts put those edges: the rows between them change
+    SELECT
+        least(p.val_starts_at, n.val_starts_at) - o.offset_by AS low,
+        greatest(p.val_starts_at, n.val_starts_at) - o.offset_by AS high
+    FROM split_previous AS p
+    CROSS JOIN split_boundaries AS n
+    CROSS JOIN offsets AS o
+    UNION ALL
+    SELECT
+        least(p.test_starts_at, n.test_starts_at) - o.offset_by AS low,
+        greatest(p.test_starts_at, n.test_starts_at) - o.offset_by AS high
+    FROM split_previous AS p
+    CROSS JOIN split_boundaries AS n
+    CROSS JOIN offsets AS o
+),
+
+candidates AS (
+    SELECT
+        f.customer_id,
+        f.feature_time
+    FROM feats.customer_feature_history AS f
+    WHERE f.valid_from = {{ versions.version() }}
+    {%- if labels %}
+    UNION
+    SELECT
+        l.customer_id,
+        l.feature_time
+    FROM feats.customer_label_history AS l
+    WHERE l.valid_from = {{ versions.version() }}
+    {%- endif %}
+    UNION
+    SELECT
+        f.customer_id,
+        f.feature_time
+    FROM bands AS b
+    -- a range scan of the current rows' time index per band
+    CROSS JOIN
+        LATERAL (
+            SELECT
+                h.customer_id,
+                h.feature_time
+            FROM feats.customer_feature_history AS h
+            WHERE h.valid_to IS NULL AND h.feature_time >= b.low AND h.feature_time <= b.high
+            -- a fence: without it the planner joins the bands to a scan of every row
+            OFFSET 0  -- noqa: AM09
+        ) AS f
+    WHERE b.low < b.high
+)
+
+SELECT
+    customer_id,
+    feature_time
+FROM candidates
+WHERE NOT {{ versions.full_refresh() }};
+
+ALTER TABLE work.split_scope ADD PRIMARY KEY (customer_id, feature_time);
+
+ANALYZE work.split_scope;
+
+-- Every row's place: its split by time, or the gap (embargo) before val and test, or,
+-- with labels, purged: a row whose label window (t, t + H] reaches the start of a later
+-- split would see that split's orders through its label (the purge of purged
 -- cross-validation, Lopez de Prado, Advances in Financial Machine Learning, ch. 7).
-CREATE TEMPORARY TABLE split_assignments ON COMMIT DROP AS
-WITH by_time AS (
+DROP TABLE IF EXISTS work.split_rows;
+
+CREATE UNLOGGED TABLE work.split_rows AS
+WITH scoped AS (
+    -- a full refresh: every current row (hash joins)
+    SELECT
+        f.customer_id,
+        f.feature_time,
+        {%- if labels %}
+        l.label_window_end,
+        l.is_censored
+        {%- else %}
+        NULL::timestamptz AS label_window_end,
+        FALSE AS is_censored
+        {%- endif %}
+    FROM feats.customer_feature_history AS f
+    {%- if labels %}
+INNER JOIN feats.customer_label_history AS l
+    ON f.customer_id = l.customer_id AND f.feature_time = l.feature_time AND l.valid_to IS NULL
+    {%- endif %}
+    WHERE f.valid_to IS NULL AND {{ versions.full_refresh() }}
+    UNION ALL
+    -- else the scope's rows (a scope row may be one the features no longer have), looked
+    -- up one by one in the current rows' indexes
+    SELECT
+        f.customer_id,
+        f.feature_time,
+        {%- if labels %}
+        l.label_window_end,
+        l.is_censored
+        {%- else %}
+        NULL::timestamptz AS label_window_end,
+        FALSE AS is_censored
+        {%- endif %}
+    FROM work.split_scope AS s
+    CROSS JOIN
+        LATERAL (
+            SELECT
+                h.customer_id,
+                h.feature_time
+            FROM feats.customer_feature_history AS h
+            WHERE h.customer_id = s.customer_id AND h.feature_time = s.feature_time AND h.valid_to IS NULL
+        ) AS f
+    {%- if labels %}
+    CROSS JOIN
+        LATERAL (
+            SELECT
+                h.label_window_end,
+                h.is_censored
+            FROM feats.customer_label_history AS h
+            WHERE h.customer_id = s.customer_id AND h.feature_time = s.feature_time AND h.valid_to IS NULL
+        ) AS l
+    {%- endif %}
+),
+
+by_time AS (
     SELECT
         f.customer_id,
         f.feature_time,
@@ -100,25 +388,15 @@ WITH by_time AS (
             WHEN f.feature_time >= cuts.val_starts_at - cuts.gap THEN 'gap'
             ELSE 'train'
         END AS split,
-        {%- if labels %}
-        l.label_window_end,
-        l.is_censored
-        {%- else %}
-        NULL::timestamptz AS label_window_end,
-        FALSE AS is_censored
-        {%- endif %}
-    FROM feats.customer_features AS f
+        f.label_window_end,
+        f.is_censored
+    FROM scoped AS f
     CROSS JOIN split_boundaries AS cuts
-    {%- if labels %}
-    INNER JOIN feats.customer_labels AS l
-        ON f.customer_id = l.customer_id AND f.feature_time = l.feature_time
-    {%- endif %}
 )
 
 SELECT
     t.customer_id,
     t.feature_time,
-    t.split AS time_split,
     CASE
         WHEN t.split = 'train' AND t.label_window_end >= cuts.val_starts_at THEN 'purged'
         WHEN t.split = 'val' AND t.label_window_end >= cuts.test_starts_at THEN 'purged'
@@ -128,30 +406,27 @@ SELECT
 FROM by_time AS t
 CROSS JOIN split_boundaries AS cuts;
 
--- A temporary table has no statistics until analyzed; the counts and checks below need them.
-ANALYZE split_assignments;
+ALTER TABLE work.split_rows ADD PRIMARY KEY (customer_id, feature_time);
 
-TRUNCATE meta.dataset_splits;
+ANALYZE work.split_rows;
 
-INSERT INTO meta.dataset_splits (customer_id, feature_time, split, run_id)
-SELECT
-    customer_id,
-    feature_time,
-    split,
-    current_setting('raw_to_ready.run_id') AS run_id
-FROM split_assignments
--- rows in a gap (embargo) or purged are left out of every split
-WHERE split IN ('train', 'val', 'test');
+{{ versions.close_changed('meta.dataset_split_history', 'work.split_rows',
+    ['customer_id', 'feature_time'], ['split', 'is_censored'],
+    scope_where=versions.full_refresh()) }}
 
-INSERT INTO meta.split_cutoffs (
-    run_id, split, starts_at, ends_before, row_count, gap_row_count, fraction, target_fraction,
-    purged_row_count, censored_row_count
-)
-WITH totals AS (
-    SELECT count(*) AS total_rows FROM feats.customer_features
-),
+{{ versions.close_changed('meta.dataset_split_history', 'work.split_rows',
+    ['customer_id', 'feature_time'], ['split', 'is_censored'],
+    scope_from='work.split_scope AS s',
+    scope_where='h.customer_id = s.customer_id AND h.feature_time = s.feature_time') }}
 
-split_bounds AS (
+{{ versions.add_changed('meta.dataset_split_history', 'work.split_rows',
+    ['customer_id', 'feature_time'], ['split', 'is_censored']) }}
+
+-- The counts of every split: the span of each split by time, and the rows of it kept, in
+-- the gap, purged and censored. A full refresh counts every current row; a daily run adds
+-- what changed to the published version's counts.
+CREATE TEMPORARY TABLE split_counts ON COMMIT DROP AS
+WITH split_bounds AS (
     SELECT
         b.split,
         b.starts_at,
@@ -166,65 +441,188 @@ split_bounds AS (
     ) AS b (split, starts_at, ends_before, target_fraction)
 ),
 
-split_rows AS (
-    -- the split a row would have by time alone: a gap row counts in the span it lies in
+changed_rows AS (
+    -- incremental: the scope's rows as they are now (+1) and as the published version had
+    -- them (-1), each in the span its version's cut-offs put it in; no other row moved
     SELECT
-        b.split,
-        count(*) FILTER (WHERE a.split = b.split) AS row_count,
-        count(*) FILTER (WHERE a.split = 'gap') AS gap_row_count,
-        count(*) FILTER (WHERE a.split = 'purged') AS purged_row_count,
-        count(*) FILTER (WHERE a.split = b.split AND a.is_censored) AS censored_row_count
-    FROM split_bounds AS b
-    INNER JOIN split_assignments AS a
-        ON
-            (b.starts_at IS NULL OR b.starts_at <= a.feature_time)
-            AND (b.ends_before IS NULL OR b.ends_before > a.feature_time)
-    GROUP BY b.split
+        CASE
+            WHEN h.feature_time >= cuts.test_starts_at THEN 'test'
+            WHEN h.feature_time >= cuts.val_starts_at THEN 'val'
+            ELSE 'train'
+        END AS span,
+        h.split,
+        h.is_censored,
+        1 AS sign
+    FROM work.split_scope AS s
+    CROSS JOIN split_boundaries AS cuts
+    CROSS JOIN
+        LATERAL (
+            SELECT
+                a.feature_time,
+                a.split,
+                a.is_censored
+            FROM meta.dataset_split_history AS a
+            WHERE a.customer_id = s.customer_id AND a.feature_time = s.feature_time AND a.valid_to IS NULL
+            OFFSET 0  -- noqa: AM09
+        ) AS h
+    UNION ALL
+    SELECT
+        CASE
+            WHEN h.feature_time >= p.test_starts_at THEN 'test'
+            WHEN h.feature_time >= p.val_starts_at THEN 'val'
+            ELSE 'train'
+        END AS span,
+        h.split,
+        h.is_censored,
+        -1 AS sign
+    FROM work.split_scope AS s
+    CROSS JOIN split_previous AS p
+    CROSS JOIN
+        LATERAL (
+            -- a published row this run left as it was
+            SELECT
+                a.feature_time,
+                a.split,
+                a.is_censored
+            FROM meta.dataset_split_history AS a
+            WHERE
+                a.customer_id = s.customer_id AND a.feature_time = s.feature_time
+                AND a.valid_to IS NULL AND a.valid_from <= {{ versions.published() }}
+            OFFSET 0  -- noqa: AM09
+        ) AS h
+    UNION ALL
+    SELECT
+        CASE
+            WHEN h.feature_time >= p.test_starts_at THEN 'test'
+            WHEN h.feature_time >= p.val_starts_at THEN 'val'
+            ELSE 'train'
+        END AS span,
+        h.split,
+        h.is_censored,
+        -1 AS sign
+    -- a published row this run closed (all of them are the scope's)
+    FROM meta.dataset_split_history AS h
+    CROSS JOIN split_previous AS p
+    WHERE h.valid_to = {{ versions.version() }}
+),
+
+span_rows AS (
+    -- a full refresh: one pass over every current row (a gap row counts in the span it
+    -- lies in)
+    SELECT
+        CASE
+            WHEN a.feature_time >= cuts.test_starts_at THEN 'test'
+            WHEN a.feature_time >= cuts.val_starts_at THEN 'val'
+            ELSE 'train'
+        END AS span,
+        a.split,
+        a.is_censored,
+        1 AS sign
+    FROM meta.dataset_split_history AS a
+    CROSS JOIN split_boundaries AS cuts
+    WHERE a.valid_to IS NULL AND {{ versions.full_refresh() }}
+    UNION ALL
+    SELECT
+        c.span,
+        c.split,
+        c.is_censored,
+        c.sign
+    FROM changed_rows AS c
+    WHERE NOT {{ versions.full_refresh() }}
+),
+
+span_counts AS (
+    SELECT
+        r.span,
+        coalesce(sum(r.sign) FILTER (WHERE r.split IN ('train', 'val', 'test')), 0) AS kept,
+        coalesce(sum(r.sign) FILTER (WHERE r.split = 'gap'), 0) AS gap_row_count,
+        coalesce(sum(r.sign) FILTER (WHERE r.split = 'purged'), 0) AS purged_row_count,
+        coalesce(sum(r.sign) FILTER (WHERE r.split = 'purged' AND NOT r.is_censored), 0) AS purged_labelled_count,
+        coalesce(sum(r.sign) FILTER (WHERE r.split IN ('train', 'val', 'test') AND r.is_censored), 0)
+            AS censored_row_count
+    FROM span_rows AS r
+    GROUP BY r.span
+    UNION ALL
+    -- incremental: the published version's counts, to which the changes add
+    SELECT
+        c.split AS span,
+        c.row_count AS kept,
+        c.gap_row_count,
+        c.purged_row_count,
+        c.purged_labelled_row_count AS purged_labelled_count,
+        c.censored_row_count
+    FROM meta.feature_versions AS v
+    INNER JOIN meta.split_cutoffs AS c ON v.run_id = c.run_id
+    WHERE v.version_number = {{ versions.published() }} AND NOT {{ versions.full_refresh() }}
+),
+
+totals AS (
+    SELECT
+        c.span,
+        sum(c.kept) AS kept,
+        sum(c.gap_row_count) AS gap_row_count,
+        sum(c.purged_row_count) AS purged_row_count,
+        sum(c.purged_labelled_count) AS purged_labelled_count,
+        sum(c.censored_row_count) AS censored_row_count
+    FROM span_counts AS c
+    GROUP BY c.span
 )
 
 SELECT
-    current_setting('raw_to_ready.run_id') AS run_id,
     b.split,
-    -- 'infinity' marks a split with no instant; report it as no boundary
-    nullif(b.starts_at, 'infinity') AS starts_at,
-    nullif(b.ends_before, 'infinity') AS ends_before,
-    coalesce(r.row_count, 0) AS row_count,
-    coalesce(r.gap_row_count, 0) AS gap_row_count,
-    round(coalesce(r.row_count, 0)::numeric / greatest(totals.total_rows, 1), 5) AS fraction,
+    b.starts_at,
+    b.ends_before,
     b.target_fraction,
-    coalesce(r.purged_row_count, 0) AS purged_row_count,
-    coalesce(r.censored_row_count, 0) AS censored_row_count
+    coalesce(c.kept, 0) AS row_count,
+    coalesce(c.gap_row_count, 0) AS gap_row_count,
+    coalesce(c.purged_row_count, 0) AS purged_row_count,
+    coalesce(c.purged_labelled_count, 0) AS purged_labelled_count,
+    coalesce(c.censored_row_count, 0) AS censored_row_count
 FROM split_bounds AS b
-CROSS JOIN totals
-LEFT JOIN split_rows AS r ON b.split = r.split;
+LEFT JOIN totals AS c ON b.split = c.span;
+
+INSERT INTO meta.split_cutoffs (
+    run_id, split, starts_at, ends_before, row_count, gap_row_count, fraction, target_fraction,
+    purged_row_count, censored_row_count, purged_labelled_row_count
+)
+WITH t AS (SELECT sum(s.row_count + s.gap_row_count + s.purged_row_count) AS total_rows FROM split_counts AS s)
+
+SELECT
+    current_setting('raw_to_ready.run_id') AS run_id,
+    c.split,
+    -- 'infinity' marks a split with no instant; report it as no boundary
+    nullif(c.starts_at, 'infinity') AS starts_at,
+    nullif(c.ends_before, 'infinity') AS ends_before,
+    c.row_count,
+    c.gap_row_count,
+    round(c.row_count::numeric / greatest(t.total_rows, 1), 5) AS fraction,
+    c.target_fraction,
+    c.purged_row_count,
+    c.censored_row_count,
+    c.purged_labelled_count AS purged_labelled_row_count
+FROM split_counts AS c
+CROSS JOIN t;
 {%- if labels %}
 
--- The purge, proven on every run: no row kept in a split has a label window that reaches
--- the start of a later split (checked on what is published, joined to the labels). And a
--- split whose labelled rows the purge removed entirely stops the run.
-ANALYZE meta.dataset_splits;
-
+-- The purge, proven on every run: no row this run assigned to a split has a label window
+-- that reaches the start of a later split (the other rows did not move). And a split whose
+-- labelled rows the purge removed entirely stops the run.
 CREATE TEMPORARY TABLE split_purge_check ON COMMIT DROP AS
 SELECT
     (
         SELECT count(*)
-        FROM meta.dataset_splits AS d
-        INNER JOIN feats.customer_labels AS l
-            ON d.customer_id = l.customer_id AND d.feature_time = l.feature_time
+        FROM work.split_rows AS d
+        INNER JOIN feats.customer_label_history AS l
+            ON d.customer_id = l.customer_id AND d.feature_time = l.feature_time AND l.valid_to IS NULL
         CROSS JOIN split_boundaries AS cuts
         WHERE
             (d.split = 'train' AND l.label_window_end >= cuts.val_starts_at)
             OR (d.split = 'val' AND l.label_window_end >= cuts.test_starts_at)
     ) AS leaking_rows,
     (
-        SELECT string_agg(p.time_split, ', ' ORDER BY p.time_split DESC)
-        FROM (
-            SELECT a.time_split
-            FROM split_assignments AS a
-            WHERE a.time_split IN ('train', 'val') AND NOT a.is_censored
-            GROUP BY a.time_split
-            HAVING count(*) FILTER (WHERE a.split = a.time_split) = 0
-        ) AS p
+        SELECT string_agg(c.split, ', ' ORDER BY c.split DESC)
+        FROM split_counts AS c
+        WHERE c.split IN ('train', 'val') AND c.row_count - c.censored_row_count = 0 AND c.purged_labelled_count > 0
     ) AS emptied_splits;
 
 DO $$

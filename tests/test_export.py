@@ -198,8 +198,10 @@ def test_a_failed_export_leaves_the_previous_one_and_nothing_else(project, db_ur
     assert export.main(["--config", config]) == export.EXIT_OK
     before = file_bytes(version)
     # a value no decimal128(38, 2) holds, in the last split written: train and val are done by then
-    query_rows = "UPDATE feats.training_set SET revenue_7d = 1e40 WHERE split = 'test' AND ctid = ("
-    query_rows += "SELECT min(ctid) FROM feats.training_set WHERE split = 'test')"
+    # (feats.training_set is a view: the value goes into the published feature row)
+    query_rows = ("UPDATE feats.customer_feature_history SET revenue_7d = 1e40 WHERE valid_to IS NULL"
+                  " AND (customer_id, feature_time) = (SELECT customer_id, feature_time FROM feats.training_set"
+                  " WHERE split = 'test' ORDER BY 1, 2 LIMIT 1)")
     import psycopg
 
     with psycopg.connect(db_url, autocommit=True) as conn:

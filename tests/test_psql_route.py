@@ -22,6 +22,7 @@ COMPARE = {
                           " FROM meta.split_cutoffs ORDER BY split",
     "meta.validation_results": "SELECT check_id, status, failing_count FROM meta.validation_results"
                                " ORDER BY check_id",
+    "meta.feature_versions": "SELECT version_number, feature_version FROM meta.feature_versions",
 }
 
 
@@ -47,7 +48,7 @@ def test_rendered_sql_through_psql_matches_the_runner(project, db_factory):
     (project.root / "configs" / "expectations.yaml").write_text(without_status_rule)
 
     by_runner = db_factory()
-    assert run_pipeline(config, by_runner, through="splits")[0] == EXIT_PASSED
+    assert run_pipeline(config, by_runner)[0] == EXIT_PASSED
 
     by_psql = db_factory()
     out = project.root / "rendered"
@@ -55,9 +56,10 @@ def test_rendered_sql_through_psql_matches_the_runner(project, db_factory):
     for migration in sorted((out / "migrations").glob("V*.sql")):
         psql(by_psql, "-f", str(migration))
     psql(by_psql, "-v", "run_id=psql", "-f", str(out / "ingest.file1.psql"))
-    for stage in ("validate", "model", "stage", "features", "labels", "splits"):
+    for stage in ("validate", "model", "stage", "features", "labels", "splits", "registry"):
         for name in STAGE_FILES[stage]:
-            psql(by_psql, "-c", "SET raw_to_ready.run_id = 'psql'", "-f", str(out / name))
+            psql(by_psql, "-c", "SET raw_to_ready.run_id = 'psql'", "-f", str(out / "settings.sql"),
+                 "-f", str(out / name))
     for table, sql in COMPARE.items():
         expected = query(by_runner, sql)
         assert expected, f"{table} is empty: the comparison would prove nothing"

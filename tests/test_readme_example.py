@@ -26,7 +26,7 @@ def test_readme_worked_example_matches_the_pipeline(project, db_url):
     orders, features = readme_tables()
     lines = [f"{order},C001,{at}:00,{amount},completed" for order, at, amount in orders]
     project.write_csv("orders.csv", HEADER + "\n".join(lines) + "\n")
-    code, _ = run_pipeline(project.write_config(), db_url, through="features")
+    code, _ = run_pipeline(project.write_config(), db_url)
     assert code == EXIT_PASSED
     expected = [
         (

@@ -50,7 +50,7 @@ def utc(*args: int) -> dt.datetime:
 
 
 def run_features(config: str, db_url: str) -> None:
-    code, report = run_pipeline(config, db_url, through="features")
+    code, report = run_pipeline(config, db_url)
     assert code == EXIT_PASSED, f"pipeline did not pass: {report.get('errors')}"
 
 

@@ -216,7 +216,10 @@ def test_a_split_with_one_class_is_refused(project, db_url, monkeypatch, capsys)
     monkeypatch.setenv("DATABASE_URL", db_url)
     config = sample_project(project, db_url)
     with psycopg.connect(db_url, autocommit=True) as conn:
-        conn.execute("UPDATE feats.training_set SET repeat_30d = TRUE WHERE split = 'val'")
+        # (feats.training_set is a view: the label goes into the published label rows)
+        conn.execute("UPDATE feats.customer_label_history SET repeat_30d = TRUE WHERE valid_to IS NULL"
+                     " AND (customer_id, feature_time) IN"
+                     " (SELECT customer_id, feature_time FROM feats.training_set WHERE split = 'val')")
     assert train.main(["--config", config]) == train.EXIT_USAGE
     err = capsys.readouterr().err
     assert "error: val: all" in err and "repeat_30d = true, none false" in err and "Traceback" not in err

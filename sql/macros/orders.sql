@@ -14,14 +14,15 @@
 {%- endmacro -%}
 
 {#- Two CTEs: `orders` (the orders that count) and `order_instants` (one row per customer
-    and instant: same-instant orders are peers, counted together). -#}
-{%- macro order_instants(features) -%}
+    and instant: same-instant orders are peers, counted together). `source` is a FROM item
+    with alias o and the columns of stg.orders (default: all of stg.orders). -#}
+{%- macro order_instants(features, source='stg.orders AS o') -%}
 orders AS (
     SELECT
         o.customer_id,
         o.order_at,
         o.amount
-    FROM stg.orders AS o
+    FROM {{ source }}
     WHERE
         {{ counts('o', features) }}
 ),
@@ -34,5 +35,14 @@ order_instants AS (
         sum(amount) AS revenue
     FROM orders
     GROUP BY customer_id, order_at
+)
+{%- endmacro -%}
+
+{#- The end of what the data has observed: labels.observed_until, or the latest staged order.
+    A label window ending after it is censored. Read source_timezone for observed_until. -#}
+{%- macro observed_end(labels) -%}
+coalesce(
+    {{ labels.observed_until | literal }}::timestamptz,
+    (SELECT max(o.order_at) FROM stg.orders AS o)
 )
 {%- endmacro -%}

@@ -3,6 +3,7 @@
   less the records a check quarantined in this run. Rendered by the runner into each
   model's `source_events` (use it as `FROM {{ source_events }} AS e`).
 -#}
+{%- import 'macros/versions.sql' as versions -%}
 {%- macro source_events(file_sha256s) -%}
 (
     SELECT
@@ -15,7 +16,11 @@
         e.payload
     FROM raw.raw_events AS e
     WHERE
-        e.file_sha256 = ANY({{ file_sha256s | literal }}::text[])
+        -- the files this run models (the new ones, or all of them on a full refresh) read
+        -- through the index; then the source's own among them (array_position, so that the
+        -- planner does not read every file of the source through the index instead)
+        e.file_sha256 = ANY({{ versions.work_files() }})
+        AND array_position({{ file_sha256s | literal }}::text[], e.file_sha256::text) IS NOT NULL
         AND NOT EXISTS (
             SELECT 1
             FROM meta.quarantine AS q
