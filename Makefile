@@ -13,15 +13,17 @@ PYTEST_ARGS ?=
 # PostgreSQL major version of the embedded server (18 by default; 16 is the oldest supported)
 PG_VERSION ?= $(or $(PGSERVER_POSTGRES_VERSION),18)
 export PGSERVER_POSTGRES_VERSION := $(PG_VERSION)
-RUN := $(PY) -m scripts.run --config $(CONFIG)
+# e.g. RUN_ARGS=--full-refresh (every stage from scratch, not just the new files)
+RUN_ARGS ?=
+RUN := $(PY) -m scripts.run --config $(CONFIG) $(RUN_ARGS)
 
 .DEFAULT_GOAL := help
 .PHONY: help all install db-up db-stop psql migrate ingest validate model stage features splits retrieve export train render \
-	lint test bench bench-export demo-dirty demo-uci clean distclean
+	lint test bench bench-incremental bench-export demo-dirty demo-uci clean distclean
 
 help: ## List the targets (the default)
 	@echo "raw-to-ready: make <target> [CONFIG=configs/pipeline.yaml] [DATABASE_URL=...]"
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-12s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-17s %s\n", $$1, $$2}'
 
 all: install db-up ## Install, start PostgreSQL, run every stage on the sample (CONFIG=...)
 	@echo "== running the pipeline: $(CONFIG)"
@@ -59,10 +61,10 @@ model: install ## Run through the source models and order-level rules: stg.model
 stage: install ## Run through staging: stg.orders
 	$(RUN) --stage stage
 
-features: install ## Run through features: feats.customer_features
+features: install ## Run through features (unpublished: `all` ends with the registry, which publishes)
 	$(RUN) --stage features
 
-splits: install ## Run through splits: meta.dataset_splits (the registry is the last stage of `all`)
+splits: install ## Run through splits (unpublished: `all` ends with the registry, which publishes)
 	$(RUN) --stage splits
 
 retrieve: install ## Features as of any instant: ENTITIES=customer_id,as_of CSV -> OUT=CSV
@@ -87,6 +89,9 @@ test: lint ## Lint, then run every test suite against a real PostgreSQL (PG_VERS
 
 bench: install ## Benchmark every stage on ROWS generated orders (ROWS=1000000 BENCH_ARGS=--dirty)
 	$(PY) -m scripts.bench --rows $(ROWS) $(BENCH_ARGS)
+
+bench-incremental: install ## Benchmark a daily run against the full run (ROWS=1000000; BENCH_ARGS="--rows 1000000 10000000")
+	$(PY) -m scripts.bench_incremental --rows $(ROWS) $(BENCH_ARGS)
 
 bench-export: install ## Benchmark export (and train: BENCH_ARGS=--train) on ROWS generated orders
 	$(PY) -m scripts.bench_export --rows $(ROWS) $(BENCH_ARGS)
