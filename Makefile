@@ -18,7 +18,7 @@ RUN_ARGS ?=
 RUN := $(PY) -m scripts.run --config $(CONFIG) $(RUN_ARGS)
 
 .DEFAULT_GOAL := help
-.PHONY: help all install db-up db-stop psql migrate ingest validate model stage features splits retrieve export train render \
+.PHONY: help all install db-up db-stop psql migrate roles ingest validate model stage features splits retrieve export train render \
 	lint test bench bench-incremental bench-export demo-dirty demo-uci clean distclean
 
 help: ## List the targets (the default)
@@ -48,6 +48,9 @@ psql: install ## Open psql on the pipeline database
 
 migrate: install ## Apply pending schema migrations
 	$(PY) -m scripts.migrate
+
+roles: install ## Create the owner, loader and reader roles and set this database up (as a DBA)
+	$(PY) -m scripts.roles
 
 ingest: install ## Run through ingest: COPY the configured files into raw.raw_events
 	$(RUN) --stage ingest

@@ -5,6 +5,13 @@ own transaction together with its row in meta.schema_migrations (version, descri
 sha256 checksum, applied_at, execution time, success). A migration edited after it was
 applied is refused: its checksum no longer matches the recorded one.
 
+Once V011 (the roles, scripts/roles.py) has set the database up, each migration runs as
+raw_to_ready_owner (SET LOCAL ROLE, when the connecting role may), so that what it creates
+belongs to the owner whoever connects; the tables of stg, feats, meta and work get the
+loader's read and write privileges by default. A migration that creates a table the data
+stages replace or drop hands it over (ALTER TABLE ... OWNER TO raw_to_ready_loader); one
+that needs the connecting role itself (CREATE EXTENSION as a superuser) starts with RESET ROLE.
+
     python -m scripts.migrate          # apply pending migrations (make migrate)
 """
 
@@ -14,11 +21,13 @@ import hashlib
 import re
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
 
+from scripts import roles
 from scripts.sqltemplate import SQL_DIR
 
 MIGRATIONS_DIR = SQL_DIR / "migrations"
@@ -51,23 +60,44 @@ def checksum(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+@contextmanager
+def _migrating(conn: psycopg.Connection) -> Iterator[None]:
+    """A transaction holding the migration lock, run as raw_to_ready_owner when the
+    database is set up for it and the session may (scripts/roles.py: migrator_role)."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
+        previous = None
+        if roles.migrator_role(conn):
+            previous = conn.execute("SELECT current_setting('role')").fetchone()[0]
+            conn.execute(f"SET LOCAL ROLE {roles.OWNER}")
+        yield
+        if previous is not None:  # the transaction may be a savepoint: leave the role as it was
+            conn.execute("SELECT set_config('role', %s, true)", (previous,))
+
+
 def apply_pending(
     conn: psycopg.Connection,
     directory: Path = MIGRATIONS_DIR,
     log: Callable[[str], None] = print,
 ) -> list[str]:
     """Apply every migration not yet applied; return the versions applied now."""
-    with conn.transaction():
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
-        conn.execute(HISTORY_FILE.read_text(encoding="utf-8").encode("utf-8"))
+    with _migrating(conn):
+        # the bootstrap creates what is missing only, but CREATE SCHEMA IF NOT EXISTS needs
+        # CREATE on the database even when the schema exists: a role without it skips it
+        present = conn.execute(
+            "SELECT to_regclass('meta.schema_migrations') IS NOT NULL"
+            " AND to_regclass('meta.schema_migrations_version_success_key') IS NOT NULL"
+        ).fetchone()[0]
+        if not present:
+            conn.execute(HISTORY_FILE.read_text(encoding="utf-8").encode("utf-8"))
     files = migration_files(directory)
-    _check_history(conn, files)
+    with _migrating(conn):
+        _check_history(conn, files)
     applied_now = []
     for path in files:
         version, description = NAME_RE.match(path.name).groups()
         digest = checksum(path)
-        with conn.transaction():
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
+        with _migrating(conn):
             row = conn.execute(
                 "SELECT checksum_sha256 FROM meta.schema_migrations WHERE version = %s AND is_success",
                 (version,),
@@ -82,8 +112,7 @@ def apply_pending(
                 continue
         started = time.perf_counter()
         try:
-            with conn.transaction():
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_KEY,))
+            with _migrating(conn):
                 if conn.execute(
                     "SELECT 1 FROM meta.schema_migrations WHERE version = %s AND is_success", (version,)
                 ).fetchone():
@@ -91,7 +120,7 @@ def apply_pending(
                 conn.execute(path.read_text(encoding="utf-8").encode("utf-8"))
                 _record(conn, version, description, path, digest, started, True)
         except psycopg.Error as exc:
-            with conn.transaction():
+            with _migrating(conn):
                 _record(conn, version, description, path, digest, started, False)
             raise MigrationError(f"{_shown(path)}: migration V{version} failed: {str(exc).strip()}") from None
         applied_now.append(version)
@@ -124,9 +153,10 @@ def _record(
     conn: psycopg.Connection, version: str, description: str, path: Path, digest: str, started: float, ok: bool
 ) -> None:
     conn.execute(
+        # applied_by: the role that connected, also when the migration ran as the owner
         "INSERT INTO meta.schema_migrations"
-        " (version, description, script, checksum_sha256, execution_ms, is_success)"
-        " VALUES (%s, %s, %s, %s, %s, %s)",
+        " (version, description, script, checksum_sha256, execution_ms, is_success, applied_by)"
+        " VALUES (%s, %s, %s, %s, %s, %s, session_user)",
         (version, description.replace("_", " "), path.name, digest,
          int((time.perf_counter() - started) * 1000), ok),
     )

@@ -31,7 +31,7 @@ import psycopg
 from psycopg.rows import dict_row
 
 from scripts import config as config_mod
-from scripts import ingest, migrate, models, pgembed, report as report_mod, sourcecache, sqltemplate, versions
+from scripts import ingest, migrate, models, pgembed, report as report_mod, roles, sourcecache, sqltemplate, versions
 from scripts.sqlexec import StageError, execute_sql
 from scripts.versions import NeedsFullRefresh, sha256_text
 from scripts.config import ConfigError, PipelineConfig
@@ -202,6 +202,8 @@ def stage_migrate(run: Run, stage: str = "migrate") -> None:
             "INSERT INTO meta.runs (run_id, config_path) VALUES (%s, %s) ON CONFLICT DO NOTHING",
             (run.run_id, str(run.config.path)),
         )
+    # from here on the session runs as the loader: no stage can change the raw layer
+    roles.become_loader(run.conn)
     # before any data work: every source model returns the canonical columns and types
     models.check_contract(run.conn, template_context(run.config, run.sources)["models"])
     run.plan = versions.plan(run.conn, run.batch_file_sha256s, versions.definition_sha256(run.config),
