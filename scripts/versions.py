@@ -169,4 +169,4 @@ def plan(conn: psycopg.Connection, named: list[str], definition: str, force_full
 
 def describe(plan_: Plan, log: Callable[[str], None]) -> None:
     log(f"  {'full refresh' if plan_.full_refresh else 'incremental'}: {plan_.reason}; "
-        f"writing version {plan_.version_number}")
+        f"changes go into version {plan_.version_number}")
