@@ -5,10 +5,11 @@ files' sha256. The *definition* is the same without the sources: the part that, 
 changes, makes every stored row suspect.
 
 A run is incremental when the database holds a published version of the same definition
-and the config names every file staged so far plus new ones: it then validates, models and
-stages the new files only, and the derived layers recompute what those changed. Anything
-else (the first run, a changed definition, a file no longer named, --full-refresh) is a full
-refresh. Either way the result is the one a full rebuild gives; see README "Daily runs".
+and every staged file the config no longer names holds only its own orders (V012): it then
+validates, models and stages the new files only, removes the orders of the files no longer
+named, and the derived layers recompute what those changed. Anything else (the first run, a
+changed definition, a removed file that shares orders, --full-refresh) is a full refresh.
+Either way the result is the one a full rebuild gives; see README "Daily runs".
 """
 
 from __future__ import annotations
@@ -101,6 +102,7 @@ def write_psql_settings(config: Any, sources: list[dict[str, Any]], hashes: dict
     """The settings the stage files read, for a full refresh run with psql (the runner sets
     them per transaction); the version numbers come from the database at run time."""
     values = {"full_refresh": "on", "work_files": ",".join(dict.fromkeys(s["sha256"] for s in sources)),
+              "removed_files": "",
               "definition_sha256": definition_sha256(config),
               "feature_version": feature_version(hashes), "git_commit": "",
               **{f"{key}_sha256": json.dumps(hashes[key], sort_keys=True) for key in ("config", "sql", "source")}}
@@ -124,6 +126,7 @@ class Plan:
     version_number: int  # the version this run writes
     published_version: int  # the latest published version (0: none)
     definition: str
+    removed_files: tuple[str, ...] = ()  # staged files an incremental run removes
 
     @property
     def settings(self) -> dict[str, str]:
@@ -131,6 +134,7 @@ class Plan:
         return {
             "full_refresh": "on" if self.full_refresh else "off",
             "work_files": ",".join(self.work_files),
+            "removed_files": ",".join(self.removed_files),
             "version_number": str(self.version_number),
             "published_version": str(self.published_version),
             "definition_sha256": self.definition,
@@ -148,7 +152,9 @@ def plan(conn: psycopg.Connection, named: list[str], definition: str, force_full
         " (SELECT definition_sha256 FROM meta.feature_versions ORDER BY version_number DESC LIMIT 1)"
         " FROM meta.feature_versions"
     ).fetchone()
-    staged = dict(conn.execute("SELECT file_sha256, definition_sha256 FROM stg.staged_files").fetchall())
+    rows = conn.execute("SELECT file_sha256, definition_sha256, holds_only_its_orders FROM stg.staged_files").fetchall()
+    staged = {file: definition for file, definition, _ in rows}
+    removable = {file for file, _, alone in rows if alone}
     removed = [f for f in staged if f not in set(named)]
     if force_full:
         reason = "--full-refresh"
@@ -158,12 +164,14 @@ def plan(conn: psycopg.Connection, named: list[str], definition: str, force_full
         reason = "the configs or the SQL changed since the published version"
     elif any(d != definition for d in staged.values()):
         reason = "files were staged under other configs or SQL"
-    elif removed:
-        reason = f"{len(removed)} staged file(s) are no longer named (removed or replaced)"
+    elif any(f not in removable for f in removed):
+        reason = (f"{sum(f not in removable for f in removed)} staged file(s) no longer named "
+                  "may share orders with other files")
     else:
         new = [f for f in named if f not in staged]
-        return Plan(False, f"{len(new)} new file(s), {len(named) - len(new)} staged already", new,
-                    published + 1, published, definition)
+        gone = f", {len(removed)} removed" if removed else ""
+        return Plan(False, f"{len(new)} new file(s), {len(named) - len(new)} staged already{gone}", new,
+                    published + 1, published, definition, tuple(removed))
     return Plan(True, reason, named, published + 1, published, definition)
 
 

@@ -4,7 +4,8 @@
 -- grain: one row per order a source model produced in this run
 -- requires: 030/033_validate_*.sql passed for this batch (the runner stops before this
 --           file otherwise), V006__create_quarantine.sql (meta.quarantine)
--- settings: raw_to_ready.run_id, raw_to_ready.full_refresh, raw_to_ready.work_files
+-- settings: raw_to_ready.run_id, raw_to_ready.full_refresh, raw_to_ready.work_files,
+--           raw_to_ready.removed_files
 -- Incremental (full_refresh off): the models read the new files only (work_files), which
 -- equals a full rebuild as long as no order of theirs is staged already. An order delivered
 -- again in a new file (or an invoice continued in one) ends this file with SQLSTATE R2R01,
@@ -52,7 +53,8 @@ COMMENT ON TABLE stg.model_orders IS
 ANALYZE stg.model_orders;
 
 -- Incremental runs only: an order of the new files that is staged already needs the full
--- picture (the batch's records of that order in every file).
+-- picture (the batch's records of that order in every file). An order staged from a file
+-- this run removes (a corrected file replacing it) is not a repeat: it changes.
 DO $$
 DECLARE
     repeated record;
@@ -61,6 +63,7 @@ BEGIN
         SELECT b.order_id, o.file_sha256 INTO repeated
         FROM stg.model_orders AS b
         INNER JOIN stg.orders AS o ON b.order_id = o.order_id
+        WHERE o.file_sha256 <> ALL({{ versions.removed_files() }})
         LIMIT 1;
         IF FOUND THEN
             RAISE EXCEPTION 'order % of a new file is staged already (from file %)',

@@ -6,11 +6,42 @@
 -- requires: 037_model_orders.sql and 038_validate_orders.sql passed for this batch (the
 --           runner stops before this file otherwise), V003__create_stg_orders.sql,
 --           V010__versioned_publishing.sql
--- settings: raw_to_ready.run_id, raw_to_ready.full_refresh (sql/macros/versions.sql)
+-- settings: raw_to_ready.run_id, raw_to_ready.full_refresh, raw_to_ready.removed_files
+--           (sql/macros/versions.sql)
 -- Incremental (full_refresh off): the model ran over the new files only, and 037 made
--- sure none of their orders is staged already, so every model order is a new one, and
--- no order leaves.
+-- sure none of their orders is staged already but from a file this run removes. So every
+-- model order is new, or replaces an order of a removed file; and the orders that leave
+-- are those of the removed files that no new file holds (a removed file holds only its
+-- own orders: V012, scripts/versions.py).
 SET LOCAL work_mem = '512MB';
+
+-- Incremental: the orders of the removed files are about to leave or change, so each of
+-- their customers must be recomputed from the earliest of them (041 adds the new side).
+-- Logged before they change, and kept until the version is published.
+INSERT INTO stg.order_changes (version_number, customer_id, changed_at)
+SELECT
+    {{ versions.version() }} AS version_number,
+    o.customer_id,
+    min(o.order_at) AS changed_at
+FROM stg.orders AS o
+WHERE
+    NOT {{ versions.full_refresh() }}
+    AND cardinality({{ versions.removed_files() }}) > 0
+    AND o.file_sha256 = ANY({{ versions.removed_files() }})
+    AND o.customer_id IS NOT NULL
+GROUP BY o.customer_id;
+
+-- Incremental: the removed files' orders that no new file holds leave staging.
+DELETE FROM stg.orders AS o
+WHERE
+    NOT {{ versions.full_refresh() }}
+    AND cardinality({{ versions.removed_files() }}) > 0
+    AND o.file_sha256 = ANY({{ versions.removed_files() }})
+    AND NOT EXISTS (
+        SELECT 1
+        FROM stg.model_orders AS b
+        WHERE b.order_id = o.order_id
+    );
 
 -- On a full refresh, orders that are in no file the config names any more leave staging:
 -- stg.orders holds exactly the batch, so the features (and their version) follow from the

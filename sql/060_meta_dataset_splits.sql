@@ -14,8 +14,8 @@
 -- Incremental: a row's split follows from its feature_time, the cut-offs and (with
 -- labels) its censoring alone: it changes where t crosses a cut, the start of the gap
 -- before it (cut - gap) or the start of the purge (cut - horizon). So the rows whose split
--- can change are the rows this version wrote (features or labels) and the rows between
--- where the old and the new cut put each of those edges. Only those are assigned again
+-- can change are the rows this version wrote or closed (features or labels) and the rows
+-- between where the old and the new cut put each of those edges. Only those are assigned again
 -- (every row on a full refresh), and only the rows whose split changed are written.
 SET LOCAL work_mem = '512MB';
 {{ versions.index_friendly() }}
@@ -81,21 +81,22 @@ anchors AS (
         p.test_starts_at,
         p.rows_before_test + c.added_before_test - c.closed_before_test AS rows_before_test
     FROM split_previous AS p
-    CROSS JOIN LATERAL (
-        SELECT
-            count(*) FILTER (WHERE h.valid_from = {{ versions.version() }}) AS added,
-            count(*) FILTER (WHERE h.valid_to = {{ versions.version() }}) AS closed,
-            count(*) FILTER (WHERE h.valid_from = {{ versions.version() }} AND h.feature_time < p.val_starts_at)
-                AS added_before_val,
-            count(*) FILTER (WHERE h.valid_to = {{ versions.version() }} AND h.feature_time < p.val_starts_at)
-                AS closed_before_val,
-            count(*) FILTER (WHERE h.valid_from = {{ versions.version() }} AND h.feature_time < p.test_starts_at)
-                AS added_before_test,
-            count(*) FILTER (WHERE h.valid_to = {{ versions.version() }} AND h.feature_time < p.test_starts_at)
-                AS closed_before_test
-        FROM feats.customer_feature_history AS h
-        WHERE h.valid_from = {{ versions.version() }} OR h.valid_to = {{ versions.version() }}
-    ) AS c
+    CROSS JOIN
+        LATERAL (
+            SELECT
+                count(*) FILTER (WHERE h.valid_from = {{ versions.version() }}) AS added,
+                count(*) FILTER (WHERE h.valid_to = {{ versions.version() }}) AS closed,
+                count(*) FILTER (WHERE h.valid_from = {{ versions.version() }} AND h.feature_time < p.val_starts_at)
+                    AS added_before_val,
+                count(*) FILTER (WHERE h.valid_to = {{ versions.version() }} AND h.feature_time < p.val_starts_at)
+                    AS closed_before_val,
+                count(*) FILTER (WHERE h.valid_from = {{ versions.version() }} AND h.feature_time < p.test_starts_at)
+                    AS added_before_test,
+                count(*) FILTER (WHERE h.valid_to = {{ versions.version() }} AND h.feature_time < p.test_starts_at)
+                    AS closed_before_test
+            FROM feats.customer_feature_history AS h
+            WHERE h.valid_from = {{ versions.version() }} OR h.valid_to = {{ versions.version() }}
+        ) AS c
     WHERE NOT {{ versions.full_refresh() }}
 ),
 
@@ -122,16 +123,18 @@ daily_pivots AS (
                         FROM feats.customer_feature_history AS h
                         WHERE h.valid_to IS NULL AND h.feature_time >= t.{{ cut }}_starts_at
                         ORDER BY h.feature_time
-                        OFFSET t.{{ cut }}_target - t.rows_before_{{ cut }} - 1
-                        LIMIT 1
+                        LIMIT
+                            1
+                            OFFSET t.{{ cut }}_target - t.rows_before_{{ cut }} - 1
                     )
                 ELSE (
                     SELECT h.feature_time
                     FROM feats.customer_feature_history AS h
                     WHERE h.valid_to IS NULL AND h.feature_time < t.{{ cut }}_starts_at
                     ORDER BY h.feature_time DESC
-                    OFFSET t.rows_before_{{ cut }} - t.{{ cut }}_target
-                    LIMIT 1
+                    LIMIT
+                        1
+                        OFFSET t.rows_before_{{ cut }} - t.{{ cut }}_target
                 )
             END{{ "," if not loop.last }}
             {%- endfor %}
@@ -143,24 +146,24 @@ daily_brackets AS (
     SELECT
         p.total_rows,
         p.pivot_at,
-        {%- for cut in ['val', 'test'] %}
-        {%- set pivot = 'p.pivot_at[' ~ loop.index ~ ']' %}
-        -- rows before the pivot: the rows before the old cut, plus or less those between
-        p.rows_before_{{ cut }} + (
-            SELECT count(*)
-            FROM feats.customer_feature_history AS h
-            WHERE h.valid_to IS NULL AND h.feature_time >= p.{{ cut }}_starts_at AND h.feature_time < {{ pivot }}
-        ) - (
-            SELECT count(*)
-            FROM feats.customer_feature_history AS h
-            WHERE h.valid_to IS NULL AND h.feature_time >= {{ pivot }} AND h.feature_time < p.{{ cut }}_starts_at
-        ) AS {{ cut }}_rows_below,
-        (
-            SELECT min(h.feature_time)
-            FROM feats.customer_feature_history AS h
-            WHERE h.valid_to IS NULL AND h.feature_time > {{ pivot }}
-        ) AS {{ cut }}_next_at{{ "," if not loop.last }}
-        {%- endfor %}
+    {%- for cut in ['val', 'test'] %}
+    {%- set pivot = 'p.pivot_at[' ~ loop.index ~ ']' %}
+    -- rows before the pivot: the rows before the old cut, plus or less those between
+    p.rows_before_{{ cut }} + (
+        SELECT count(*)
+        FROM feats.customer_feature_history AS h
+        WHERE h.valid_to IS NULL AND h.feature_time >= p.{{ cut }}_starts_at AND h.feature_time < {{ pivot }}
+    ) - (
+        SELECT count(*)
+        FROM feats.customer_feature_history AS h
+        WHERE h.valid_to IS NULL AND h.feature_time >= {{ pivot }} AND h.feature_time < p.{{ cut }}_starts_at
+    ) AS {{ cut }}_rows_below,
+    (
+        SELECT min(h.feature_time)
+        FROM feats.customer_feature_history AS h
+        WHERE h.valid_to IS NULL AND h.feature_time > {{ pivot }}
+    ) AS {{ cut }}_next_at{{ "," if not loop.last }}
+    {%- endfor %}
     FROM daily_pivots AS p
 ),
 
@@ -276,11 +279,19 @@ bands AS (
 ),
 
 candidates AS (
+    -- the feature rows this version added, changed or closed (a removed file's orders
+    -- take their instants with them: those rows leave the splits)
     SELECT
         f.customer_id,
         f.feature_time
     FROM feats.customer_feature_history AS f
     WHERE f.valid_from = {{ versions.version() }}
+    UNION
+    SELECT
+        f.customer_id,
+        f.feature_time
+    FROM feats.customer_feature_history AS f
+    WHERE f.valid_to = {{ versions.version() }}
     {%- if labels %}
     UNION
     SELECT

@@ -321,7 +321,8 @@ SELECT
             FROM raw.ingested_files AS i
             WHERE i.file_sha256 = ANY({{ batch_file_sha256s | literal }}::text[])
         ),
-        'stg_orders', (SELECT count(*) FROM stg.orders)
+        -- each staged order has one file as lineage (V012): no scan of stg.orders
+        'stg_orders', (SELECT coalesce(sum(s.order_count), 0) FROM stg.staged_files AS s)
     ) || (
         SELECT
             jsonb_object_agg(

@@ -111,35 +111,49 @@ def test_incremental_runs_equal_full_rebuilds(project: Project, db_factory: Call
     contents = {name: None for name in named}
     snapshots: dict[str, list[tuple]] = {}  # feature_version -> its training set when current
     published: list[str] = []
+    alone: set[str] = set()  # files staged incrementally since the last full refresh
     for step in range(7):
-        action = "add" if step == 0 else rng.choice(["add", "add", "add", "remove", "replace"])
+        action = "add" if step == 0 else rng.choice(["add", "add", "remove", "replace"])
+        # mostly a file an incremental run staged (removable incrementally), else any
+        pick = (lambda: rng.choice(sorted(alone)) if alone and rng.random() < 0.7
+                else rng.choice(list(named)))
+        touched = None
         if action == "add" or len(named) < 3:
             action, day = "add", day + 1
-            name = f"day{day:02d}.csv"
+            name = touched = f"day{day:02d}.csv"
             named[name] = write(project, name, day_file(rng, day, f"{day}"))
         elif action == "remove":
-            named.pop(rng.choice(list(named)))
+            name = pick()
+            named.pop(name)
         else:
-            name = rng.choice(list(named))
+            name = pick()
             tag = f"{name}-fix{step}"
             rows = [tuple(line.split(",")) for line in
                     (project.root / named[name]).read_text().splitlines()[1:]]
             fixed_name = name.replace(".csv", f"-fix{step}.csv")
             named = {(fixed_name if n == name else n): (write(project, fixed_name, corrected(rng, rows, tag))
                                                          if n == name else p) for n, p in named.items()}
+            touched = fixed_name
         config = project.write_config(list(named.values()), **SECTIONS)
         report = run(config, incremental_url)
-        if action == "add" and step > 0:
-            # the new file alone was validated and modeled
-            assert report["refresh"]["full"] is False, report["refresh"]
+        if step > 0 and (action == "add" or name in alone):
+            # incremental: only the new file (if any) was validated and modeled; a removed
+            # or replaced file that an incremental run had staged holds only its orders
+            assert report["refresh"]["full"] is False, (action, report["refresh"])
             validate = next(s for s in report["stages"] if s["stage"] == "validate")
-            newest = (project.root / list(named.values())[-1]).read_text().count("\n") - 1
+            newest = (project.root / named[touched]).read_text().count("\n") - 1 if touched else 0
             assert validate["rows"] == newest
+        if report["refresh"]["full"]:
+            alone = set(named) if len(named) == 1 else set()
+        else:
+            alone = (alone - {name}) | ({touched} if touched else set())
         full_url = db_factory()
         run(config, full_url)
         incremental, rebuilt = state(incremental_url), state(full_url)
         for key in rebuilt:
             assert incremental[key] == rebuilt[key], f"seed {seed}, step {step} ({action}): {key} differs"
+        # the registry's order count (kept per staged file, not counted) is the real one
+        assert incremental["registry"][0][1]["stg_orders"] == len(incremental["orders"])
         version = incremental["registry"][0][0]
         snapshots.setdefault(version, incremental["training_set"])
         if not published or published[-1] != version:
@@ -200,3 +214,43 @@ def test_full_refresh_rebuilds_and_writes_only_what_changed(project: Project, db
     # the same data: nothing written, nothing published
     assert query(db_url, "SELECT count(*) FROM feats.customer_feature_history") == rows_before
     assert query(db_url, "SELECT count(*) FROM meta.feature_versions") == [(1,)]
+
+
+def test_a_corrected_or_removed_file_is_incremental_when_it_alone_held_its_orders(
+    project: Project, db_factory: Callable[[], str]
+) -> None:
+    """The daily case: a history file, two days added, then yesterday's file corrected and
+    sent again, then a day withdrawn, then the history itself replaced. Each file held
+    only its own orders, so each run is incremental (only the new file validated), and
+    after each the state equals a rebuild of the same named files from scratch."""
+    rng = random.Random(11)
+    history = [row for day in range(6) for row in day_file(rng, day, f"h{day}")]
+    files = {"history.csv": write(project, "history.csv", history)}
+    url = db_factory()
+    run(project.write_config(list(files.values()), **SECTIONS), url)
+    day6, day7 = day_file(rng, 6, "d6"), day_file(rng, 7, "d7")
+    steps = [
+        ("add day 6", lambda: files.update({"day06.csv": write(project, "day06.csv", day6)}), len(day6)),
+        ("add day 7", lambda: files.update({"day07.csv": write(project, "day07.csv", day7)}), len(day7)),
+        # yesterday's file again, corrected: an amount fixed, an order dropped, one added
+        ("correct day 7", lambda: files.update({"day07.csv": write(project, "day07-fix.csv",
+                                                                   corrected(rng, day7, "d7"))}), len(day7)),
+        # the observed end moves back a day: labels and cut-offs follow
+        ("withdraw day 7", lambda: files.pop("day07.csv"), 0),
+        ("correct the history", lambda: files.update({"history.csv": write(project, "history-fix.csv",
+                                                                           corrected(rng, history, "h"))}),
+         len(history)),
+    ]
+    for what, change, validated in steps:
+        change()
+        config = project.write_config(list(files.values()), **SECTIONS)
+        report = run(config, url)
+        assert report["refresh"]["full"] is False, (what, report["refresh"])
+        assert next(s for s in report["stages"] if s["stage"] == "validate")["rows"] == validated, what
+        rebuilt_url = db_factory()
+        run(config, rebuilt_url)
+        incremental, rebuilt = state(url), state(rebuilt_url)
+        for key in rebuilt:
+            assert incremental[key] == rebuilt[key], f"{what}: {key} differs"
+    # the withdrawn day's orders are gone, the corrected amount is in
+    assert not query(url, "SELECT 1 FROM stg.orders WHERE order_id LIKE 'Od7-%'")

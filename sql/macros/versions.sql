@@ -12,6 +12,8 @@
     raw_to_ready.published_version  the latest published version (0: none yet)
     raw_to_ready.work_files         comma-separated sha256 of the files this run validates
                                     and models: the new files, or every named file
+    raw_to_ready.removed_files      comma-separated sha256 of the staged files an incremental
+                                    run removes (no longer named, or replaced); empty else
 -#}
 
 {%- macro full_refresh() -%}
@@ -28,6 +30,10 @@ current_setting('raw_to_ready.published_version')::bigint
 
 {%- macro work_files() -%}
 string_to_array(current_setting('raw_to_ready.work_files'), ',')::text[]
+{%- endmacro -%}
+
+{%- macro removed_files() -%}
+string_to_array(current_setting('raw_to_ready.removed_files'), ',')::text[]
 {%- endmacro -%}
 
 {#- The latest published version, as a scalar subquery (NULL before the first). -#}
