@@ -221,6 +221,7 @@ def stage_ingest(run: Run, stage: str = "ingest") -> None:
                 source["ingested_rows"] = added
                 total += added
             if total:
+                run.conn.execute("SELECT set_config('raw_to_ready.ingested_rows', %s, true)", (str(total),))
                 name = "025_raw_events_analyze.sql"
                 text = sqltemplate.render(name, {})
                 execute_sql(run.conn, name, text, save_sql(run, name, text))

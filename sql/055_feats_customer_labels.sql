@@ -128,14 +128,19 @@ forward AS (
     SELECT
         customer_id,
         feature_time,
-        -- one row per instant, so excluding the current row leaves exactly (t, t + H]
-        sum(order_count) OVER next_window AS next_orders,
-        sum(revenue) OVER next_window AS next_revenue
+        -- one row per instant, so the frame less the current row is exactly (t, t + H].
+        -- Subtracted, not EXCLUDE CURRENT ROW: an excluding frame makes PostgreSQL sum
+        -- every frame afresh (rows x frame), a moving one adds and removes one row per step.
+        sum(order_count) OVER next_window - order_count AS next_orders,
+        CASE
+            -- NULL when no later order in the window has an amount, as a sum of none is
+            WHEN count(revenue) OVER next_window > (revenue IS NOT NULL)::integer
+                THEN sum(revenue) OVER next_window - coalesce(revenue, 0)
+        END AS next_revenue
     FROM order_instants
     WINDOW next_window AS (
         PARTITION BY customer_id ORDER BY feature_time
         RANGE BETWEEN CURRENT ROW AND INTERVAL {{ (labels.horizon_days ~ ' days') | literal }} FOLLOWING
-        EXCLUDE CURRENT ROW
     )
 )
 
