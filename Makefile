@@ -19,7 +19,7 @@ RUN := $(PY) -m scripts.run --config $(CONFIG) $(RUN_ARGS)
 
 .DEFAULT_GOAL := help
 .PHONY: help all install db-up db-stop psql migrate roles ingest validate model stage features splits retrieve export train render \
-	lint test bench bench-incremental bench-export demo-dirty demo-uci clean distclean
+	lint test test-suites bench bench-incremental bench-export demo-dirty demo-uci clean distclean
 
 help: ## List the targets (the default)
 	@echo "raw-to-ready: make <target> [CONFIG=configs/pipeline.yaml] [DATABASE_URL=...]"
@@ -82,11 +82,13 @@ train: install ## Fit and score the baseline models: meta.model_runs, artifacts/
 render: install ## Write every stage's rendered SQL to artifacts/rendered/ for psql -f
 	$(RUN) --render --out artifacts/rendered
 
-lint: install ## Lint sql/ with sqlfluff (.sqlfluff)
+lint: install ## Lint sql/ with sqlfluff (.sqlfluff), on every core
 	@echo "== sqlfluff lint sql/"
-	$(PY) -m sqlfluff lint sql/
+	$(PY) -m sqlfluff lint --processes 0 sql/
 
-test: lint ## Lint, then run every test suite against a real PostgreSQL (PG_VERSION=16 for 16)
+test: lint test-suites ## Lint, then run every test suite against a real PostgreSQL (PG_VERSION=16 for 16)
+
+test-suites: install ## Run every test suite without the lint (PG_VERSION=16; PYTEST_ARGS=-k ...)
 	@echo "== pytest (TEST_DATABASE_URL, or a throwaway embedded PostgreSQL $(PG_VERSION))"
 	$(PY) -m pytest tests -ra $(PYTEST_ARGS)
 
