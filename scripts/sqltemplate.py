@@ -8,6 +8,7 @@ variables are errors (StrictUndefined) that name the template file and line.
 
 from __future__ import annotations
 
+import functools
 import traceback
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,11 @@ def literal(value: Any) -> str:
 FILTERS = {"ident": ident, "literal": literal}
 
 
+@functools.lru_cache(maxsize=8)
 def environment(sql_dir: Path | None = None) -> jinja2.Environment:
+    """One environment per folder and process, so each template is compiled once (a run
+    renders the macros' templates over a hundred times: 2 s of a daily run when compiled
+    each time). Jinja reloads a template whose file changed."""
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(sql_dir or SQL_DIR)),
         undefined=jinja2.StrictUndefined,
