@@ -119,7 +119,7 @@ def template_context(config: PipelineConfig, sources: list[dict[str, Any]]) -> d
         "feature_columns": [(f"{kind}_{days}d", kind_type) for days in config.features["windows_days"]
                             for kind, kind_type in (("orders", "bigint"), ("revenue", "numeric"))]
                            + [("days_since_last_order", "integer")],
-        "label_columns": [("label_window_end", "timestamptz"), ("is_censored", "boolean"),
+        "label_columns": [("label_window_end", "timestamptz"),
                           (f"repeat_{config.labels['horizon_days']}d", "boolean"),
                           (f"revenue_next_{config.labels['horizon_days']}d", "numeric")] if config.labels else [],
     }

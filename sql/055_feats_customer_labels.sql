@@ -11,17 +11,19 @@
 --   repeat_<H>d       = c places an order with t < order_at <= t + H days
 --   revenue_next_<H>d = sum of amount over those orders (0 when none)
 --   label_window_end  = t + H days
---   is_censored       = label_window_end is after the data's observed end (the last
---                       staged order instant, or labels.observed_until): the labels are
---                       NULL, never "no repeat", and the row is in no training set
+-- Censoring is a property of a row *in a version*, so it is not stored: a version's views
+-- (070) mark a row censored when its label_window_end is after that version's observed end
+-- (meta.feature_versions.observed_end: the last staged order instant, or
+-- labels.observed_until) and show its labels as NULL, never "no repeat"; the training set
+-- leaves it out. The stored values count the staged orders in (t, t + H] however far the
+-- data reaches, and an order arriving later in that window is a change like any other.
 -- Incremental: an order changed at instant x changes the labels of its customer's rows
--- with t >= x - H days only; and when the observed end moves from e0 to e1, the rows of
--- any customer with t + H days between them (and only those) change censoring. Those rows are recomputed
--- (every row on a full refresh); only the rows that differ are written.
+-- with t >= x - H days only. Those rows are recomputed (every row on a full refresh);
+-- only the rows that differ are written. The observed end moving changes no stored row.
 -- Days are 24-hour days: the frames are computed in UTC, whatever the session's zone.
 {%- if labels %}
 {%- set label_columns = [
-    ('label_window_end', 'timestamptz'), ('is_censored', 'boolean'),
+    ('label_window_end', 'timestamptz'),
     ('repeat_' ~ labels.horizon_days ~ 'd', 'boolean'), ('revenue_next_' ~ labels.horizon_days ~ 'd', 'numeric')] %}
 -- labels.observed_until, when given, is read like a source timestamp.
 SET LOCAL timezone = {{ staging.source_timezone | literal }};
@@ -62,45 +64,16 @@ ON feats.customer_label_history (valid_to) WHERE valid_to IS NOT NULL;
 {{ versions.discard_unpublished('feats.customer_label_history') }}
 
 -- The customers to relabel and the instant from which: the changed customers from H days
--- before their earliest change, and the customers with rows whose window end the moved
--- observed end passes. None on a full refresh.
+-- before their earliest change. None on a full refresh.
 DROP TABLE IF EXISTS work.label_scope;
 
 CREATE UNLOGGED TABLE work.label_scope AS
-WITH band AS (
-    SELECT
-        least(e.observed_end, e.previous_end) - make_interval(days => {{ labels.horizon_days | literal }}) AS low,
-        greatest(e.observed_end, e.previous_end) - make_interval(days => {{ labels.horizon_days | literal }}) AS high
-    FROM work.label_observed_end AS e
-    WHERE e.observed_end IS DISTINCT FROM e.previous_end
-),
-
-starts AS (
-    SELECT
-        s.customer_id,
-        s.from_at - make_interval(days => {{ labels.horizon_days | literal }}) AS from_at,
-        'infinity'::timestamptz AS until_at
-    FROM work.feature_scope AS s
-    UNION ALL
-    -- only the band's rows change censoring: the rows after it keep theirs
-    SELECT
-        f.customer_id,
-        b.low AS from_at,
-        b.high AS until_at
-    FROM band AS b
-    INNER JOIN feats.customer_feature_history AS f
-        ON b.low < f.feature_time AND b.high >= f.feature_time
-    WHERE f.valid_to IS NULL
-)
-
--- one span per customer, covering both kinds (recomputing a row in between is harmless)
 SELECT
-    customer_id,
-    min(from_at) AS from_at,
-    max(until_at) AS until_at
-FROM starts
-WHERE NOT {{ versions.full_refresh() }}
-GROUP BY customer_id;
+    s.customer_id,
+    s.from_at - make_interval(days => {{ labels.horizon_days | literal }}) AS from_at,
+    'infinity'::timestamptz AS until_at
+FROM work.feature_scope AS s
+WHERE NOT {{ versions.full_refresh() }};
 
 ALTER TABLE work.label_scope ADD PRIMARY KEY (customer_id);
 
@@ -148,17 +121,9 @@ SELECT
     f.customer_id,
     f.feature_time,
     f.feature_time + make_interval(days => {{ labels.horizon_days | literal }}) AS label_window_end,
-    f.feature_time + make_interval(days => {{ labels.horizon_days | literal }}) > e.observed_end AS is_censored,
-    CASE
-        WHEN f.feature_time + make_interval(days => {{ labels.horizon_days | literal }}) <= e.observed_end
-            THEN coalesce(f.next_orders, 0) > 0
-    END AS {{ ('repeat_' ~ labels.horizon_days ~ 'd') | ident }},
-    CASE
-        WHEN f.feature_time + make_interval(days => {{ labels.horizon_days | literal }}) <= e.observed_end
-            THEN coalesce(f.next_revenue, 0)
-    END AS {{ ('revenue_next_' ~ labels.horizon_days ~ 'd') | ident }}
+    coalesce(f.next_orders, 0) > 0 AS {{ ('repeat_' ~ labels.horizon_days ~ 'd') | ident }},
+    coalesce(f.next_revenue, 0) AS {{ ('revenue_next_' ~ labels.horizon_days ~ 'd') | ident }}
 FROM forward AS f
-CROSS JOIN work.label_observed_end AS e
 LEFT JOIN work.label_scope AS s ON f.customer_id = s.customer_id
 WHERE {{ versions.full_refresh() }} OR (f.feature_time >= s.from_at AND f.feature_time <= s.until_at);
 

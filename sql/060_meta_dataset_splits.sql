@@ -1,4 +1,38 @@
 {%- import 'macros/versions.sql' as versions -%}
+{#- A row's place, from its time t and the cut-offs (`cuts`: split_boundaries) alone: its
+    split by time, or the gap before val and test, or, with labels, purged when its label
+    window (t, t + H] reaches the start of a later split. -#}
+{%- macro split_of(t) -%}
+CASE
+            WHEN {{ t }} >= cuts.test_starts_at THEN 'test'
+            WHEN {{ t }} >= cuts.test_starts_at - cuts.gap THEN 'gap'
+            WHEN {{ t }} >= cuts.val_starts_at AND {{ reaches(t, 'cuts.test_starts_at') }} THEN 'purged'
+            WHEN {{ t }} >= cuts.val_starts_at THEN 'val'
+            WHEN {{ t }} >= cuts.val_starts_at - cuts.gap THEN 'gap'
+            WHEN {{ reaches(t, 'cuts.val_starts_at') }} THEN 'purged'
+            ELSE 'train'
+        END
+{%- endmacro -%}
+{#- With labels: the label window of a row at `t` reaches `cut` (never without labels). -#}
+{%- macro reaches(t, cut) -%}
+{%- if labels -%}
+{{ t }} + {{ horizon() }} >= {{ cut }}
+{%- else -%}
+FALSE
+{%- endif -%}
+{%- endmacro -%}
+{%- set new_end = '(SELECT e.observed_end FROM work.label_observed_end AS e)' if labels else 'NULL::timestamptz' %}
+{%- macro horizon() -%}
+make_interval(days => {{ (labels.horizon_days if labels else 0) | literal }})
+{%- endmacro -%}
+{#- Censored in a version whose observed end is `end_at` (V013): the label window ends after it. -#}
+{%- macro censored(t, end_at) -%}
+{%- if labels -%}
+coalesce({{ t }} + {{ horizon() }} > {{ end_at }}, FALSE)
+{%- else -%}
+FALSE
+{%- endif -%}
+{%- endmacro -%}
 -- Assigns every feature row to train, val or test by time, as rows of the version this run
 -- writes (published by 070; readers see meta.dataset_splits). Cut-offs fall on timestamp
 -- boundaries chosen so that the split fractions come as close to the configured ratios
@@ -32,7 +66,9 @@ SELECT
         AS rows_before_val,
     coalesce(sum(c.row_count + c.gap_row_count + c.purged_row_count) FILTER (WHERE c.split IN ('train', 'val')), 0)
         AS rows_before_test,
-    coalesce(sum(c.row_count + c.gap_row_count + c.purged_row_count), 0) AS total_rows
+    coalesce(sum(c.row_count + c.gap_row_count + c.purged_row_count), 0) AS total_rows,
+    -- censoring is by version (V013): a row is censored when t + H is after the observed end
+    max(v.observed_end) AS observed_end
 FROM meta.feature_versions AS v
 INNER JOIN meta.split_cutoffs AS c ON v.run_id = c.run_id
 WHERE v.version_number = {{ versions.published() }};
@@ -292,14 +328,6 @@ candidates AS (
         f.feature_time
     FROM feats.customer_feature_history AS f
     WHERE f.valid_to = {{ versions.version() }}
-    {%- if labels %}
-    UNION
-    SELECT
-        l.customer_id,
-        l.feature_time
-    FROM feats.customer_label_history AS l
-    WHERE l.valid_from = {{ versions.version() }}
-    {%- endif %}
     UNION
     SELECT
         f.customer_id,
@@ -337,36 +365,18 @@ DROP TABLE IF EXISTS work.split_rows;
 
 CREATE UNLOGGED TABLE work.split_rows AS
 WITH scoped AS (
-    -- a full refresh: every current row (hash joins)
+    -- a full refresh: every current row
     SELECT
         f.customer_id,
-        f.feature_time,
-        {%- if labels %}
-        l.label_window_end,
-        l.is_censored
-        {%- else %}
-        NULL::timestamptz AS label_window_end,
-        FALSE AS is_censored
-        {%- endif %}
+        f.feature_time
     FROM feats.customer_feature_history AS f
-    {%- if labels %}
-INNER JOIN feats.customer_label_history AS l
-    ON f.customer_id = l.customer_id AND f.feature_time = l.feature_time AND l.valid_to IS NULL
-    {%- endif %}
     WHERE f.valid_to IS NULL AND {{ versions.full_refresh() }}
     UNION ALL
     -- else the scope's rows (a scope row may be one the features no longer have), looked
-    -- up one by one in the current rows' indexes
+    -- up one by one in the current rows' index
     SELECT
         f.customer_id,
-        f.feature_time,
-        {%- if labels %}
-        l.label_window_end,
-        l.is_censored
-        {%- else %}
-        NULL::timestamptz AS label_window_end,
-        FALSE AS is_censored
-        {%- endif %}
+        f.feature_time
     FROM work.split_scope AS s
     CROSS JOIN
         LATERAL (
@@ -376,45 +386,13 @@ INNER JOIN feats.customer_label_history AS l
             FROM feats.customer_feature_history AS h
             WHERE h.customer_id = s.customer_id AND h.feature_time = s.feature_time AND h.valid_to IS NULL
         ) AS f
-    {%- if labels %}
-    CROSS JOIN
-        LATERAL (
-            SELECT
-                h.label_window_end,
-                h.is_censored
-            FROM feats.customer_label_history AS h
-            WHERE h.customer_id = s.customer_id AND h.feature_time = s.feature_time AND h.valid_to IS NULL
-        ) AS l
-    {%- endif %}
-),
-
-by_time AS (
-    SELECT
-        f.customer_id,
-        f.feature_time,
-        CASE
-            WHEN f.feature_time >= cuts.test_starts_at THEN 'test'
-            WHEN f.feature_time >= cuts.test_starts_at - cuts.gap THEN 'gap'
-            WHEN f.feature_time >= cuts.val_starts_at THEN 'val'
-            WHEN f.feature_time >= cuts.val_starts_at - cuts.gap THEN 'gap'
-            ELSE 'train'
-        END AS split,
-        f.label_window_end,
-        f.is_censored
-    FROM scoped AS f
-    CROSS JOIN split_boundaries AS cuts
 )
 
 SELECT
-    t.customer_id,
-    t.feature_time,
-    CASE
-        WHEN t.split = 'train' AND t.label_window_end >= cuts.val_starts_at THEN 'purged'
-        WHEN t.split = 'val' AND t.label_window_end >= cuts.test_starts_at THEN 'purged'
-        ELSE t.split
-    END AS split,
-    t.is_censored
-FROM by_time AS t
+    f.customer_id,
+    f.feature_time,
+    {{ split_of('f.feature_time') }} AS split
+FROM scoped AS f
 CROSS JOIN split_boundaries AS cuts;
 
 ALTER TABLE work.split_rows ADD PRIMARY KEY (customer_id, feature_time);
@@ -422,16 +400,19 @@ ALTER TABLE work.split_rows ADD PRIMARY KEY (customer_id, feature_time);
 ANALYZE work.split_rows;
 
 {{ versions.close_changed('meta.dataset_split_history', 'work.split_rows',
-    ['customer_id', 'feature_time'], ['split', 'is_censored'],
+    ['customer_id', 'feature_time'], ['split'],
     scope_where=versions.full_refresh()) }}
 
 {{ versions.close_changed('meta.dataset_split_history', 'work.split_rows',
-    ['customer_id', 'feature_time'], ['split', 'is_censored'],
+    ['customer_id', 'feature_time'], ['split'],
     scope_from='work.split_scope AS s',
     scope_where='h.customer_id = s.customer_id AND h.feature_time = s.feature_time') }}
 
 {{ versions.add_changed('meta.dataset_split_history', 'work.split_rows',
-    ['customer_id', 'feature_time'], ['split', 'is_censored']) }}
+    ['customer_id', 'feature_time'], ['split']) }}
+
+-- Fresh statistics after a full refresh: the training set's joins are planned from them.
+{{ versions.analyze_after_full_refresh('meta.dataset_split_history') }}
 
 -- The counts of every split: the span of each split by time, and the rows of it kept, in
 -- the gap, purged and censored. A full refresh counts every current row; a daily run adds
@@ -451,10 +432,39 @@ WITH split_bounds AS (
         ('test', cuts.test_starts_at, NULL::timestamptz, {{ splits.test | literal }}::numeric)
     ) AS b (split, starts_at, ends_before, target_fraction)
 ),
-
+{% if labels %}
+censoring_band AS (
+    SELECT
+        h.feature_time,
+        e.observed_end AS new_end,
+        p.observed_end AS previous_end
+    FROM split_previous AS p
+    CROSS JOIN work.label_observed_end AS e
+    CROSS JOIN
+        LATERAL (
+            SELECT
+                f.customer_id,
+                f.feature_time
+            FROM feats.customer_feature_history AS f
+            WHERE
+                f.valid_to IS NULL
+                AND f.feature_time > least(p.observed_end, e.observed_end) - {{ horizon() }}
+                AND f.feature_time <= greatest(p.observed_end, e.observed_end) - {{ horizon() }}
+            OFFSET 0  -- noqa: AM09
+        ) AS h
+    WHERE
+        p.observed_end IS DISTINCT FROM e.observed_end
+        AND NOT EXISTS (
+            SELECT 1
+            FROM work.split_scope AS s
+            WHERE s.customer_id = h.customer_id AND s.feature_time = h.feature_time
+        )
+),
+{% endif %}
 changed_rows AS (
     -- incremental: the scope's rows as they are now (+1) and as the published version had
-    -- them (-1), each in the span its version's cut-offs put it in; no other row moved
+    -- them (-1), each in the span its version's cut-offs put it in and censored by its
+    -- version's observed end; no other row moved
     SELECT
         CASE
             WHEN h.feature_time >= cuts.test_starts_at THEN 'test'
@@ -462,7 +472,7 @@ changed_rows AS (
             ELSE 'train'
         END AS span,
         h.split,
-        h.is_censored,
+        {{ censored('h.feature_time', new_end) }} AS is_censored,
         1 AS sign
     FROM work.split_scope AS s
     CROSS JOIN split_boundaries AS cuts
@@ -470,8 +480,7 @@ changed_rows AS (
         LATERAL (
             SELECT
                 a.feature_time,
-                a.split,
-                a.is_censored
+                a.split
             FROM meta.dataset_split_history AS a
             WHERE a.customer_id = s.customer_id AND a.feature_time = s.feature_time AND a.valid_to IS NULL
             OFFSET 0  -- noqa: AM09
@@ -484,7 +493,7 @@ changed_rows AS (
             ELSE 'train'
         END AS span,
         h.split,
-        h.is_censored,
+        {{ censored('h.feature_time', 'p.observed_end') }} AS is_censored,
         -1 AS sign
     FROM work.split_scope AS s
     CROSS JOIN split_previous AS p
@@ -493,8 +502,7 @@ changed_rows AS (
             -- a published row this run left as it was
             SELECT
                 a.feature_time,
-                a.split,
-                a.is_censored
+                a.split
             FROM meta.dataset_split_history AS a
             WHERE
                 a.customer_id = s.customer_id AND a.feature_time = s.feature_time
@@ -509,12 +517,35 @@ changed_rows AS (
             ELSE 'train'
         END AS span,
         h.split,
-        h.is_censored,
+        {{ censored('h.feature_time', 'p.observed_end') }} AS is_censored,
         -1 AS sign
     -- a published row this run closed (all of them are the scope's)
     FROM meta.dataset_split_history AS h
     CROSS JOIN split_previous AS p
     WHERE h.valid_to = {{ versions.version() }}
+    {%- if labels %}
+    UNION ALL
+    -- the rows outside the scope whose censoring the moved observed end flips (t + H
+    -- between the old end and the new one): same split and span, censored as each
+    -- version's end says (-1 as published, +1 as now)
+    SELECT
+        CASE
+            WHEN b.feature_time >= cuts.test_starts_at THEN 'test'
+            WHEN b.feature_time >= cuts.val_starts_at THEN 'val'
+            ELSE 'train'
+        END AS span,
+        {{ split_of('b.feature_time') }} AS split,
+        c.is_censored,
+        c.sign
+    FROM censoring_band AS b
+    CROSS JOIN split_boundaries AS cuts
+    CROSS JOIN
+        LATERAL (
+            VALUES
+            ({{ censored('b.feature_time', 'b.new_end') }}, 1),
+            ({{ censored('b.feature_time', 'b.previous_end') }}, -1)
+        ) AS c (is_censored, sign)
+    {%- endif %}
 ),
 
 span_rows AS (
@@ -527,7 +558,7 @@ span_rows AS (
             ELSE 'train'
         END AS span,
         a.split,
-        a.is_censored,
+        {{ censored('a.feature_time', new_end) }} AS is_censored,
         1 AS sign
     FROM meta.dataset_split_history AS a
     CROSS JOIN split_boundaries AS cuts

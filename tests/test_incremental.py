@@ -86,7 +86,7 @@ def state(url: str, labels: bool = True) -> dict[str, Any]:
         "features": query(url, "SELECT * FROM feats.customer_features ORDER BY 1, 2"),
         "labels": query(url, "SELECT * FROM feats.customer_labels ORDER BY 1, 2"),
         "splits": query(url, "SELECT customer_id, feature_time, split FROM meta.dataset_splits ORDER BY 1, 2"),
-        "all_splits": query(url, "SELECT customer_id, feature_time, split, is_censored"
+        "all_splits": query(url, "SELECT customer_id, feature_time, split"
                                  " FROM meta.dataset_split_history WHERE valid_to IS NULL ORDER BY 1, 2"),
         "training_set": query(url, "SELECT * FROM feats.training_set ORDER BY 1, 2"),
         "registry": query(url, "SELECT feature_version, row_counts, split_cutoffs FROM meta.feature_registry"

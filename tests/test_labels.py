@@ -108,11 +108,21 @@ def test_the_readme_worked_example(project, db_url):
     assert run_pipeline(project.write_config(labels={"horizon_days": 30}), db_url, through="labels")[0] == EXIT_PASSED
     # a run that stops before the registry publishes nothing: its rows are the current ones
     # of the history table (valid_to IS NULL), not yet in the feats.customer_labels view
-    assert query(db_url, "SELECT feature_time::text, repeat_30d, revenue_next_30d, is_censored"
+    # (censoring is by version, so the stored row holds what the staged orders say so far)
+    assert query(db_url, "SELECT feature_time::text, repeat_30d, revenue_next_30d"
                          " FROM feats.customer_label_history WHERE valid_to IS NULL ORDER BY feature_time") == [
-        ("2025-12-01 10:00:00+00", True, Decimal("39.99"), False),  # B, C and D in (12-01, 12-31]
-        ("2025-12-05 10:00:00+00", True, Decimal("15.00"), False),  # C and D
-        ("2025-12-08 10:00:00+00", True, Decimal("20.00"), False),  # E, exactly 30 days later, counts
+        ("2025-12-01 10:00:00+00", True, Decimal("39.99")),  # B, C and D in (12-01, 12-31]
+        ("2025-12-05 10:00:00+00", True, Decimal("15.00")),  # C and D
+        ("2025-12-08 10:00:00+00", True, Decimal("20.00")),  # E, exactly 30 days later, counts
+        ("2026-01-07 10:00:00+00", False, Decimal("0")),  # nothing after E yet
+    ]
+    # published, the version's observed end (E's instant) censors E's row: NULL, not "no repeat"
+    assert run_pipeline(project.write_config(labels={"horizon_days": 30}), db_url)[0] == EXIT_PASSED
+    assert query(db_url, "SELECT feature_time::text, repeat_30d, revenue_next_30d, is_censored"
+                         " FROM feats.customer_labels ORDER BY feature_time") == [
+        ("2025-12-01 10:00:00+00", True, Decimal("39.99"), False),
+        ("2025-12-05 10:00:00+00", True, Decimal("15.00"), False),
+        ("2025-12-08 10:00:00+00", True, Decimal("20.00"), False),
         ("2026-01-07 10:00:00+00", None, None, True),  # its window ends after the last order: censored
     ]
 
