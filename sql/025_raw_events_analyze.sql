@@ -7,10 +7,11 @@
 -- requires: 020_raw_events.sql (run once per ingest stage that added rows)
 -- settings: raw_to_ready.ingested_rows (the rows this stage added; unset: analyze)
 DO $analyze$
+DECLARE
+    -- the rows this stage added; -1 when unknown (analyze then)
+    added constant bigint := coalesce(nullif(current_setting('raw_to_ready.ingested_rows', TRUE), '')::bigint, -1);
 BEGIN
-    IF coalesce(nullif(current_setting('raw_to_ready.ingested_rows', TRUE), '')::bigint, 0) = 0
-        OR current_setting('raw_to_ready.ingested_rows', TRUE)::bigint
-        > 0.1 * (SELECT c.reltuples FROM pg_class AS c WHERE c.oid = 'raw.raw_events'::regclass) THEN
+    IF added < 0 OR added > 0.1 * (SELECT c.reltuples FROM pg_class AS c WHERE c.oid = 'raw.raw_events'::regclass) THEN
         ANALYZE raw.raw_events;
     END IF;
 END

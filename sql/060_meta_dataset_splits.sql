@@ -13,6 +13,10 @@ CASE
             ELSE 'train'
         END
 {%- endmacro -%}
+{#- The span a row at `t` lies in under the cut-offs `cuts` (a gap row counts in its span). -#}
+{%- macro span_of(t, cuts) -%}
+CASE WHEN {{ t }} >= {{ cuts }}.test_starts_at THEN 'test' WHEN {{ t }} >= {{ cuts }}.val_starts_at THEN 'val' ELSE 'train' END
+{%- endmacro -%}
 {#- With labels: the label window of a row at `t` reaches `cut` (never without labels). -#}
 {%- macro reaches(t, cut) -%}
 {%- if labels -%}
@@ -466,11 +470,7 @@ changed_rows AS (
     -- them (-1), each in the span its version's cut-offs put it in and censored by its
     -- version's observed end; no other row moved
     SELECT
-        CASE
-            WHEN h.feature_time >= cuts.test_starts_at THEN 'test'
-            WHEN h.feature_time >= cuts.val_starts_at THEN 'val'
-            ELSE 'train'
-        END AS span,
+        {{ span_of('h.feature_time', 'cuts') }} AS span,
         h.split,
         {{ censored('h.feature_time', new_end) }} AS is_censored,
         1 AS sign
@@ -487,11 +487,7 @@ changed_rows AS (
         ) AS h
     UNION ALL
     SELECT
-        CASE
-            WHEN h.feature_time >= p.test_starts_at THEN 'test'
-            WHEN h.feature_time >= p.val_starts_at THEN 'val'
-            ELSE 'train'
-        END AS span,
+        {{ span_of('h.feature_time', 'p') }} AS span,
         h.split,
         {{ censored('h.feature_time', 'p.observed_end') }} AS is_censored,
         -1 AS sign
@@ -511,11 +507,7 @@ changed_rows AS (
         ) AS h
     UNION ALL
     SELECT
-        CASE
-            WHEN h.feature_time >= p.test_starts_at THEN 'test'
-            WHEN h.feature_time >= p.val_starts_at THEN 'val'
-            ELSE 'train'
-        END AS span,
+        {{ span_of('h.feature_time', 'p') }} AS span,
         h.split,
         {{ censored('h.feature_time', 'p.observed_end') }} AS is_censored,
         -1 AS sign
@@ -529,11 +521,7 @@ changed_rows AS (
     -- between the old end and the new one): same split and span, censored as each
     -- version's end says (-1 as published, +1 as now)
     SELECT
-        CASE
-            WHEN b.feature_time >= cuts.test_starts_at THEN 'test'
-            WHEN b.feature_time >= cuts.val_starts_at THEN 'val'
-            ELSE 'train'
-        END AS span,
+        {{ span_of('b.feature_time', 'cuts') }} AS span,
         {{ split_of('b.feature_time') }} AS split,
         c.is_censored,
         c.sign
@@ -552,11 +540,7 @@ span_rows AS (
     -- a full refresh: one pass over every current row (a gap row counts in the span it
     -- lies in)
     SELECT
-        CASE
-            WHEN a.feature_time >= cuts.test_starts_at THEN 'test'
-            WHEN a.feature_time >= cuts.val_starts_at THEN 'val'
-            ELSE 'train'
-        END AS span,
+        {{ span_of('a.feature_time', 'cuts') }} AS span,
         a.split,
         {{ censored('a.feature_time', new_end) }} AS is_censored,
         1 AS sign
