@@ -10,6 +10,11 @@ BENCH_ARGS ?=
 ENTITIES ?= entities.csv
 OUT ?= features.csv
 PYTEST_ARGS ?=
+# the browser the HTML report's test drives (Debian's package: `make chromium` installs it)
+CHROMIUM ?= chromium
+export CHROMIUM
+# test-suites installs Chromium first, unless the browser tests are left out (PYTEST_ARGS="-m 'not browser'")
+BROWSER_DEPS := $(if $(findstring not browser,$(PYTEST_ARGS)),,chromium)
 # PostgreSQL major version of the embedded server (18 by default; 16 is the oldest supported)
 PG_VERSION ?= $(or $(PGSERVER_POSTGRES_VERSION),18)
 export PGSERVER_POSTGRES_VERSION := $(PG_VERSION)
@@ -19,7 +24,7 @@ RUN := $(PY) -m scripts.run --config $(CONFIG) $(RUN_ARGS)
 
 .DEFAULT_GOAL := help
 .PHONY: help all install db-up db-stop psql migrate roles ingest validate model stage features splits retrieve export train render \
-	lint test test-suites bench bench-incremental bench-export demo-dirty demo-uci clean distclean
+	report lint chromium test test-suites bench bench-incremental bench-export demo-dirty demo-uci clean distclean
 
 help: ## List the targets (the default)
 	@echo "raw-to-ready: make <target> [CONFIG=configs/pipeline.yaml] [DATABASE_URL=...]"
@@ -82,13 +87,30 @@ train: install ## Fit and score the baseline models: meta.model_runs, artifacts/
 render: install ## Write every stage's rendered SQL to artifacts/rendered/ for psql -f
 	$(RUN) --render --out artifacts/rendered
 
+report: install ## Print the path of the latest HTML report (and open it where a browser exists)
+	$(PY) -m scripts.html_report --open
+
 lint: install ## Lint sql/ with sqlfluff (.sqlfluff), on every core
 	@echo "== sqlfluff lint sql/"
 	$(PY) -m sqlfluff lint --processes 0 sql/
 
+chromium: ## Install Debian's chromium for the HTML report's browser test when missing (as root)
+	@if [ -n "$$(command -v $(CHROMIUM))" ]; then \
+		echo "== chromium for the browser test: $$(command -v $(CHROMIUM))"; \
+	elif [ "$$(id -u)" = 0 ] && [ -n "$$(command -v apt-get)" ]; then \
+		echo "== installing Debian's chromium for the browser test (apt-get)"; \
+		apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q \
+			chromium fonts-liberation; \
+	else \
+		echo "chromium is missing: the HTML report's browser test needs it. As root on Debian:" \
+			"apt-get install chromium (or set CHROMIUM=/path/to/chromium);" \
+			"PYTEST_ARGS=\"-m 'not browser'\" runs the suites without it." >&2; \
+		exit 1; \
+	fi
+
 test: lint test-suites ## Lint, then run every test suite against a real PostgreSQL (PG_VERSION=16 for 16)
 
-test-suites: install ## Run every test suite without the lint (PG_VERSION=16; PYTEST_ARGS=-k ...)
+test-suites: install $(BROWSER_DEPS) ## Run every test suite without the lint (PG_VERSION=16; PYTEST_ARGS=-k ...)
 	@echo "== pytest (TEST_DATABASE_URL, or a throwaway embedded PostgreSQL $(PG_VERSION))"
 	$(PY) -m pytest tests -ra $(PYTEST_ARGS)
 
