@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import glob
 import re
+import urllib.parse
 import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,12 @@ SUPPORTED_TYPES = TIMESTAMP_TYPES + NUMERIC_TYPES + ("boolean", "text")
 STAGING_CRITICAL = "required columns, types of the order_ts and amount columns, non_null of order_id and order_ts"
 
 THRESHOLD_RE = re.compile(r"^\s*(>=|>)?\s*(\d+(?:\.\d+)?)\s*(%?)\s*$")
+
+# alerts: where and when a run posts its summary (scripts/alerts.py). The webhook URL is a
+# secret: ALERTS_WEBHOOK_URL in the environment is the place for it, and wins over the file.
+ALERT_DEFAULTS: dict[str, Any] = {"webhook_url": None, "on_warning": False, "timeout_seconds": 3, "attempts": 3}
+# an unreachable webhook delays a run by attempts x timeout (+ a few seconds of backoff) at most
+ALERT_MAX_TIMEOUT_SECONDS, ALERT_MAX_ATTEMPTS = 30, 5
 
 
 class ConfigError(Exception):
@@ -88,6 +95,7 @@ class PipelineConfig:
     checks: list[dict[str, Any]] = field(default_factory=list)
     labels: dict[str, Any] | None = None  # None: no labels stage output, no purge
     retention: dict[str, Any] = field(default_factory=lambda: {"versions": 3})
+    alerts: dict[str, Any] = field(default_factory=lambda: dict(ALERT_DEFAULTS))
     notes: list[str] = field(default_factory=list)  # printed at the start of a run
 
     @property
@@ -137,7 +145,7 @@ def load(config_path: str | Path) -> PipelineConfig:
     path = Path(config_path)
     raw = _load_yaml(path)
     known = {"sources", "columns", "expectations", "staging", "features", "labels", "splits", "validation",
-             "retention", "db"}
+             "retention", "alerts", "db"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(path, unknown[0], f"unknown key (known: {', '.join(sorted(known))})")
@@ -166,6 +174,8 @@ def load(config_path: str | Path) -> PipelineConfig:
         "fail_on_error": fail_on_error,
     }
 
+    alerts = _alerts(path, raw)
+
     exp_name = raw.get("expectations", "configs/expectations.yaml")
     if not isinstance(exp_name, str):
         raise ConfigError(path, "expectations", "must be the path of the expectations file")
@@ -182,14 +192,16 @@ def load(config_path: str | Path) -> PipelineConfig:
         validation=validation,
         labels=labels,
         retention=retention,
+        alerts=alerts,
         notes=notes,
     )
     models = {f.source_name: f.model for f in files}
-    from scripts import expectations  # it uses this module's ConfigError
+    from scripts import drift, expectations  # they use this module's ConfigError
 
+    rules = {key: value for key, value in expectations_raw.items() if key != "drift"}
     config.checks = expectations.build_checks(
-        exp_path, expectations_raw, columns, staging, models, fail_on_error, features["exclude_statuses"]
-    )
+        exp_path, rules, columns, staging, models, fail_on_error, features["exclude_statuses"]
+    ) + drift.build_drift_checks(exp_path, expectations_raw.get("drift"), features)
     return config
 
 
@@ -360,6 +372,33 @@ def _labels(path: Path, raw: dict[str, Any]) -> dict[str, Any] | None:
             raise ConfigError(path, "labels.observed_until", f"must be an ISO timestamp such as "
                                                              f"'2011-02-28 23:59:59' or null, got {until!r}") from None
     return {"horizon_days": horizon, "observed_until": None if until is None else str(until)}
+
+
+def _alerts(path: Path, raw: dict[str, Any]) -> dict[str, Any]:
+    """alerts: {webhook_url, on_warning, timeout_seconds, attempts}; every key optional.
+    An error never repeats the URL: it may hold a token."""
+    alerts = _mapping(path, raw, "alerts", set(ALERT_DEFAULTS))
+    url = alerts.get("webhook_url")
+    if url is not None:
+        try:
+            parts = urllib.parse.urlsplit(url) if isinstance(url, str) else None
+        except ValueError:  # e.g. an unclosed [ of an IPv6 address
+            parts = None
+        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(path, "alerts.webhook_url", "must be an http:// or https:// URL (better: leave it out "
+                                                          "and set ALERTS_WEBHOOK_URL in the environment)")
+    on_warning = alerts.get("on_warning", ALERT_DEFAULTS["on_warning"])
+    if not isinstance(on_warning, bool):
+        raise ConfigError(path, "alerts.on_warning", f"must be true or false, got {on_warning!r}")
+    timeout = alerts.get("timeout_seconds", ALERT_DEFAULTS["timeout_seconds"])
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) \
+            or not 0 < timeout <= ALERT_MAX_TIMEOUT_SECONDS:
+        raise ConfigError(path, "alerts.timeout_seconds",
+                          f"must be a number of seconds > 0 and <= {ALERT_MAX_TIMEOUT_SECONDS}, got {timeout!r}")
+    attempts = _int(path, "alerts.attempts", alerts.get("attempts", ALERT_DEFAULTS["attempts"]), 1)
+    if attempts > ALERT_MAX_ATTEMPTS:
+        raise ConfigError(path, "alerts.attempts", f"must be at most {ALERT_MAX_ATTEMPTS}, got {attempts}")
+    return {"webhook_url": url, "on_warning": on_warning, "timeout_seconds": timeout, "attempts": attempts}
 
 
 SEED_SPLIT_NAMES = {"train_ratio": "train", "val_ratio": "val", "test_ratio": "test"}

@@ -28,17 +28,16 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
 
 from scripts import config as config_mod
-from scripts import ingest, migrate, models, pgembed, report as report_mod, roles, sourcecache, sqltemplate, versions
+from scripts import ingest, migrate, models, pgembed, profiles, report as report_mod, roles, sourcecache, sqltemplate, versions
 from scripts.sqlexec import StageError, execute_sql
 from scripts.versions import NeedsFullRefresh, sha256_text
 from scripts.config import ConfigError, PipelineConfig
 
 EXIT_PASSED, EXIT_VALIDATION_FAILED, EXIT_USAGE, EXIT_RUNTIME = 0, 1, 2, 3
-DATA_STAGES = {"ingest", "validate", "model", "stage", "features", "labels", "splits"}
-STAGES = ["migrate", "ingest", "validate", "model", "stage", "features", "labels", "splits", "registry"]
+DATA_STAGES = {"ingest", "validate", "model", "stage", "features", "labels", "splits", "profile"}
+STAGES = ["migrate", "ingest", "validate", "model", "stage", "features", "labels", "splits", "profile", "registry"]
 
 # The post-ingest stages and the files each executes, in order.
 STAGE_FILES = {
@@ -48,13 +47,14 @@ STAGE_FILES = {
     "features": ["050_feats_customer_features.sql", "052_feats_features_as_of.sql"],
     "labels": ["055_feats_customer_labels.sql"],
     "splits": ["060_meta_dataset_splits.sql"],
+    "profile": ["065_meta_profiles.sql", "066_validate_drift.sql"],
     "registry": ["070_meta_feature_registry.sql"],
 }
 INGEST_FILES = ["010_raw_landing.sql", "011_raw_landing_lines.sql", "012_raw_landing_records.sql",
                 "015_raw_landing_line_numbers.sql", "020_raw_events.sql", "025_raw_events_analyze.sql"]
 ARTIFACTS = report_mod.ARTIFACTS
 # The gates: the stages whose checks can stop a run, and the level of checks each runs.
-GATE_LEVELS = {"validate": "records", "model": "orders"}
+GATE_LEVELS = {"validate": "records", "model": "orders", "profile": "drift"}
 
 
 class ValidationFailed(Exception):
@@ -72,6 +72,7 @@ class Run:
     sources: list[dict[str, Any]] = field(default_factory=list)
     results: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # level -> checks
     splits: list[dict[str, Any]] = field(default_factory=list)
+    profile: dict[str, Any] | None = None  # set by the profile stage
     feature_version: str | None = None  # set when the registry stage records it
     hashes: dict[str, dict[str, str]] = field(default_factory=dict)  # what the version is derived from
     full_refresh: bool = False  # --full-refresh
@@ -106,6 +107,8 @@ def template_context(config: PipelineConfig, sources: list[dict[str, Any]]) -> d
     context = {
         "batch_file_sha256s": [s["sha256"] for s in sources],
         "checks": config.record_checks,
+        "drift_checks": [c for c in config.checks if c["level"] == "drift"],
+        "profile": {"sample_rows": 20_000},  # feature rows profiled (a sample when more)
         "order_checks": config.order_checks,
         "failure_history_cap": config.validation["failure_history_cap"],
         "columns": config.columns,
@@ -247,15 +250,16 @@ def stage_gate(run: Run, stage: str) -> None:
         run.results[level] = checks
         if checks:  # the rows checked; else the rows the stage's largest statement wrote
             record["rows"] = checks[0]["row_count"]
+        STAGE_REPORTS.get(stage, lambda run, record: None)(run, record)
         failing = [c for c in checks if c["status"] == "fail"]
         warnings = [c for c in checks if c["status"] == "warn"]
         for check in checks:
             if check["status"] == "quarantine":
                 log(f"  QUARANTINE {check['id']}: {check['failing_count']:,} records set aside "
                     f"({check['failing_percent']}%) in meta.quarantine; the run goes on")
-            elif check["status"] != "pass":
-                log(f"  {check['status'].upper():<4} {check['id']}: {check['message']} "
-                    f"({check['failing_count']:,} {level}, {check['failing_percent']}%)")
+            elif check["status"] != "pass":  # a drift check's message holds its figures
+                log(f"  {check['status'].upper():<4} {check['id']}: {check['message']}" + ("" if level == "drift" else
+                    f" ({check['failing_count']:,} {level}, {check['failing_percent']}%)"))
         if failing or (run.warn_error and warnings):
             raise ValidationFailed(
                 f"{len(failing)} check(s) failed"
@@ -285,32 +289,32 @@ def stage_sql(run: Run, stage: str) -> None:
         with run.conn.transaction():
             set_run_settings(run.conn, run.settings)
             run_files(run, stage, record)
-        if stage == "splits":
-            with run.conn.cursor(row_factory=dict_row) as cur:
-                cur.execute(
-                    "SELECT split, starts_at, ends_before, row_count, gap_row_count, purged_row_count,"
-                    " censored_row_count,"
-                    " fraction::float AS fraction, target_fraction::float AS target_fraction"
-                    " FROM meta.split_cutoffs WHERE run_id = %s"
-                    " ORDER BY array_position(ARRAY['train', 'val', 'test'], split)",
-                    (run.run_id,),
-                )
-                run.splits = [
-                    {**row, "starts_at": _iso(row["starts_at"]), "ends_before": _iso(row["ends_before"])}
-                    for row in cur.fetchall()
-                ]
-            record["rows"] = sum(split["row_count"] for split in run.splits)  # rows assigned to a split
-            for split in run.splits:
-                span = (f"from {split['starts_at'] or 'the start'} to before {split['ends_before'] or 'the end'}"
-                        if split["row_count"] else "empty")
-                labels = (f"; purged {split['purged_row_count']:,}; censored {split['censored_row_count']:,}"
-                          if run.config.labels else "")
-                log(f"  {split['split']:<5} {split['row_count']:>10,} rows ({split['fraction']:.3f}, "
-                    f"target {split['target_fraction']:.3f}) {span}; gap left out {split['gap_row_count']:,}{labels}")
+        STAGE_REPORTS.get(stage, lambda run, record: None)(run, record)
 
 
-def _iso(value: dt.datetime | None) -> str | None:
-    return value.isoformat() if value is not None else None
+def report_splits(run: Run, record: dict[str, Any]) -> None:
+    run.splits = report_mod.fetch_splits(run.conn, run.run_id)
+    record["rows"] = sum(split["row_count"] for split in run.splits)  # rows assigned to a split
+    for split in run.splits:
+        span = (f"from {split['starts_at'] or 'the start'} to before {split['ends_before'] or 'the end'}"
+                if split["row_count"] else "empty")
+        labels = (f"; purged {split['purged_row_count']:,}; censored {split['censored_row_count']:,}"
+                  if run.config.labels else "")
+        log(f"  {split['split']:<5} {split['row_count']:>10,} rows ({split['fraction']:.3f}, "
+            f"target {split['target_fraction']:.3f}) {span}; gap left out {split['gap_row_count']:,}{labels}")
+
+
+def report_profile(run: Run, record: dict[str, Any]) -> None:
+    run.profile = profiles.fetch_profile(run.conn, run.run_id)
+    record["rows"] = run.profile["batch"]["row_count"] + run.profile["features"]["sampled_rows"]
+    baseline = run.profile["baseline_run_id"]
+    log(f"  profiled {run.profile['batch']['row_count']:,} batch orders, {run.profile['features']['sampled_rows']:,}"
+        f" of {run.profile['features']['row_count']:,} feature rows; drift against "
+        + (f"run {baseline}" if baseline else "no baseline (no earlier run passed with a profile)"))
+
+
+# What a stage reports besides its checks and row count; a new stage adds an entry here.
+STAGE_REPORTS = {"splits": report_splits, "profile": report_profile}
 
 
 def stage_registry(run: Run, stage: str = "registry") -> None:
@@ -371,7 +375,7 @@ def check_patterns(conn: psycopg.Connection, config: PipelineConfig) -> None:
 
 # The stages that are not plain SQL stages (stage_sql); a new one adds an entry here.
 STAGE_RUNNERS = {"migrate": stage_migrate, "ingest": stage_ingest, "validate": stage_gate, "model": stage_gate,
-                 "registry": stage_registry}
+                 "profile": stage_gate, "registry": stage_registry}
 
 
 def run_pipeline(
@@ -389,6 +393,7 @@ def run_pipeline(
     report: dict[str, Any] = {
         "run_id": run_id, "status": "error", "exit_code": EXIT_RUNTIME, "validation_passed": None,
         "errors": [], "warnings": [], "config": str(config_path), "started_at": started.isoformat(),
+        "warn_error": warn_error,
     }
     run: Run | None = None
     code = EXIT_RUNTIME
@@ -449,7 +454,7 @@ def run_pipeline(
         report["finished_at"] = dt.datetime.now(dt.timezone.utc).isoformat()
         if run is not None:
             finish_run(run, report, code)
-        path = report_mod.write_report(run_id, report)
+        path = report_mod.write_report(run_id, report, run.config.alerts if run else None, log)
         log(f"report: {path}")
     return code, report
 
@@ -492,6 +497,7 @@ def finish_run(run: Run, report: dict[str, Any], code: int) -> None:
         "checks": checks,
         "quarantine": report_mod.quarantine_summary(checks),
         "splits": run.splits,
+        "profile": run.profile,
         "runner_peak_rss_mib": round(peak_rss_mib(), 1),
     })
     status = {EXIT_PASSED: "passed", EXIT_VALIDATION_FAILED: "failed"}.get(code, "error")

@@ -374,5 +374,6 @@ WHERE version_number <= {{ versions.version() }};
 -- run does not pay for it: dropping a full refresh's scratch unlinks its files when the
 -- dropping transaction commits (about 0.2 s per table of 10M rows). A run that stops
 -- earlier (make model, make features) leaves it to look at.
-TRUNCATE stg.model_orders, work.feature_scope, work.feature_rows, work.split_scope, work.split_rows
+TRUNCATE stg.model_orders, work.feature_scope, work.feature_rows, work.split_scope, work.split_rows,
+work.profile_values
 {%- if labels %}, work.label_scope, work.label_rows{% endif %};

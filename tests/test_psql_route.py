@@ -56,7 +56,7 @@ def test_rendered_sql_through_psql_matches_the_runner(project, db_factory):
     for migration in sorted((out / "migrations").glob("V*.sql")):
         psql(by_psql, "-f", str(migration))
     psql(by_psql, "-v", "run_id=psql", "-f", str(out / "ingest.file1.psql"))
-    for stage in ("validate", "model", "stage", "features", "labels", "splits", "registry"):
+    for stage in ("validate", "model", "stage", "features", "labels", "splits", "profile", "registry"):
         for name in STAGE_FILES[stage]:
             psql(by_psql, "-c", "SET raw_to_ready.run_id = 'psql'", "-f", str(out / "settings.sql"),
                  "-f", str(out / name))

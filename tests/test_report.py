@@ -27,7 +27,7 @@ def test_passing_run_reports_every_stage(project, db_url):
     saved = read_report(project, report["run_id"])
     assert saved["validation_passed"] is True and saved["errors"] == [] and saved["status"] == "passed"
     assert [s["stage"] for s in saved["stages"]] == [
-        "migrate", "ingest", "validate", "model", "stage", "features", "labels", "splits", "registry"]
+        "migrate", "ingest", "validate", "model", "stage", "features", "labels", "splits", "profile", "registry"]
     assert all(s["status"] == "ok" and s["seconds"] >= 0 for s in saved["stages"])
     rows = {s["stage"]: s["rows"] for s in saved["stages"]}
     assert rows["ingest"] == 2 and rows["validate"] == 2 and rows["model"] == 2 and rows["stage"] == 2
@@ -75,7 +75,7 @@ def test_cli_exit_codes(project, db_url):
 
     passed = cli(project, "--config", good, database_url=db_url)
     assert passed.returncode == EXIT_PASSED, passed.stderr
-    for stage in ("migrate", "ingest", "validate", "stage", "features", "splits", "registry"):
+    for stage in ("migrate", "ingest", "validate", "stage", "features", "splits", "profile", "registry"):
         assert f"[{stage:<8}] ok" in passed.stdout  # one progress line per stage
 
     failed = cli(project, "--config", dirty, database_url=db_url)
