@@ -8,22 +8,33 @@
 
 A record-level check may ``action: quarantine``: its offending records are set aside in
 meta.quarantine and left out of staging, and the run goes on unless ``error_if`` is breached.
+
+A rule that judges one value at a time may look at some rows only (``where``: a small
+structured condition on other columns, never SQL) and may pass on a share of its non-null
+values (``mostly``, Great Expectations' option); such a check counts its own rows, its
+*domain*, and its percentages are shares of that domain. A range implies its column's type.
 Everything a user can get wrong is refused here with the file, the key and what to do.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import math
+import re
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from scripts.config import NUMERIC_TYPES, STAGING_CRITICAL, SUPPORTED_TYPES, THRESHOLD_RE, ConfigError, _int
+from scripts.config import (NUMERIC_TYPES, STAGING_CRITICAL, SUPPORTED_TYPES, THRESHOLD_RE, TIMESTAMP_TYPES,
+                            ConfigError, _int)
 
 RULE_KEYS = {
-    "required_columns", "min_rows", "non_null", "unique", "types", "ranges",
+    "required_columns", "min_rows", "max_rows", "non_null", "unique", "types", "ranges",
     "allowed_values", "max_decimal_places", "matches", "exact_duplicates",
 }
 LEVEL_KEYS = {"records", "orders"}
-COMMON_OPTIONS = {"severity", "error_if", "warn_if", "action"}
+# where and mostly are refused, naming the rules that take them, on any other rule
+COMMON_OPTIONS = {"severity", "error_if", "warn_if", "action", "where", "mostly"}
 # Options an order-level rule may take besides the common ones.
 ORDER_OPTIONS = {"counted_only"}
 # Record rules whose offending records can be told apart, one by one, and set aside.
@@ -32,9 +43,23 @@ QUARANTINE_RULES = {"required_columns", "non_null", "unique", "types", "ranges",
 # The canonical order columns an order-level rule may address (the seed's name for order_at too).
 ORDER_COLUMNS = {"order_id": "order_id", "customer_id": "customer_id", "order_at": "order_at",
                  "order_ts": "order_at", "amount": "amount", "status": "status"}
-ORDER_RULES = {"required_columns", "min_rows", "non_null", "unique", "ranges", "allowed_values",
+ORDER_RULES = {"required_columns", "min_rows", "max_rows", "non_null", "unique", "ranges", "allowed_values",
                "max_decimal_places", "matches"}
 NEVER = None  # a threshold that is never breached (a quarantine check without error_if)
+
+# Rules that judge one value of a row at a time: they may be conditional (where), and all
+# but non_null (whose share of all rows is error_if: '>5%') may pass on a share of the
+# non-null values (mostly). unique judges a key against the others: it takes mostly only.
+WHERE_RULES = {"non_null", "types", "ranges", "allowed_values", "max_decimal_places", "matches"}
+MOSTLY_RULES = {"unique", "types", "ranges", "allowed_values", "max_decimal_places", "matches"}
+WHERE_TESTS = ("in", "not_in", "is_null")
+RANGE_OPTIONS = {"min", "max", "strict_min", "strict_max"}
+# A bound relative to the run: now (meta.runs.started_at), plus or minus a whole number of units.
+NOW_RE = re.compile(r"^\s*now\s*(?:([+-])\s*(\d+)\s*(second|minute|hour|day|week|month|year)s?)?\s*$",
+                    re.IGNORECASE)
+UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86_400, "week": 604_800}
+UNIT_MONTHS = {"month": 1, "year": 12}
+MAX_OFFSET_DAYS = 366_000  # about 1000 years: further than that is a typo (and out of timestamp range)
 
 
 def parse_threshold(path: Path, key: str, value: Any) -> dict[str, Any] | None:
@@ -67,6 +92,8 @@ def _message(rule: str, column: str | None, params: dict[str, Any]) -> str:
         return f"{column} is missing from the source"
     if rule == "min_rows":
         return f"fewer than {params['min']} rows"
+    if rule == "max_rows":
+        return f"more than {params['max']} rows"
     if rule == "exact_duplicates":
         return "some records are exact repeats of another record"
     if rule == "types":
@@ -75,11 +102,20 @@ def _message(rule: str, column: str | None, params: dict[str, Any]) -> str:
         word = word or ("numbers" if kind in NUMERIC_TYPES else f"{kind} values")
         return f"{column} has invalid {word}"
     if rule == "ranges":
+        low, high = params.get("min"), params.get("max")
+        strict_low, strict_high = params.get("strict_min"), params.get("strict_max")
         parts = []
-        if params.get("min") is not None:
-            parts.append("negative values" if params["min"] == 0 else f"values below {params['min']}")
-        if params.get("max") is not None:
-            parts.append(f"values above {params['max']}")
+        if params.get("kind") == "timestamp":
+            if low is not None:
+                parts.append(f"values {'at or before' if strict_low else 'before'} {low['describe']}")
+            if high is not None:
+                parts.append(f"values {'at or after' if strict_high else 'after'} {high['describe']}")
+        else:
+            if low is not None:
+                parts.append("negative values" if low == 0 and not strict_low
+                             else f"values {'at or below' if strict_low else 'below'} {low}")
+            if high is not None:
+                parts.append(f"values {'at or above' if strict_high else 'above'} {high}")
         return f"{column} has {' or '.join(parts)}"
     if rule == "allowed_values":
         return f"{column} has values outside {', '.join(map(str, params['values']))}"
@@ -105,8 +141,25 @@ def _check(path: Path, key: str, rule: str, column: str | None, spec: dict[str, 
         raise ConfigError(path, f"{key}.action", f"{rule} cannot quarantine records "
                                                   f"(rules that can: {', '.join(sorted(QUARANTINE_RULES))})")
     quarantine = action == "quarantine"
+    params = {**params, **_row_options(path, key, rule, spec, level)}
     # a quarantine check sets records aside and goes on: it gates only on an explicit threshold
     default_threshold = NEVER if quarantine else ">0"
+    error_if = parse_threshold(path, f"{key}.error_if", spec.get("error_if", default_threshold))
+    warn_if = parse_threshold(path, f"{key}.warn_if", spec.get("warn_if", default_threshold))
+    message = _message(rule, column, params)
+    if "where" in params:
+        message += f" where {_where_text(params['where'])}"
+    if "mostly" in params:
+        if "error_if" in spec:
+            raise ConfigError(path, f"{key}.mostly", "mostly is this check's error threshold: give mostly "
+                                                     "or error_if, not both")
+        # mostly: 0.95 -> more than 5 % of the non-null values failing breaches (exactly: the
+        # share is a decimal, never a binary fraction); warn_if, unless given, is the same
+        failing_share = (1 - Decimal(str(params["mostly"]))) * 100
+        error_if = {"op": ">", "value": float(failing_share), "percent": True}
+        if "warn_if" not in spec:
+            warn_if = dict(error_if)
+        message += f" in more than {failing_share.normalize():f}% of its non-null values"
     name = rule if column is None else f"{rule}.{column}"
     return {
         "id": f"orders.{name}" if level == "orders" else name,
@@ -116,11 +169,92 @@ def _check(path: Path, key: str, rule: str, column: str | None, spec: dict[str, 
         "column": column,
         "severity": severity,
         "action": action,
-        "error_if": parse_threshold(path, f"{key}.error_if", spec.get("error_if", default_threshold)),
-        "warn_if": parse_threshold(path, f"{key}.warn_if", spec.get("warn_if", default_threshold)),
+        "error_if": error_if,
+        "warn_if": warn_if,
         "params": params,
-        "message": _message(rule, column, params),
+        "message": message,
+        # the check counts its own rows (where, or the non-null values for mostly)
+        "has_domain": "where" in params or "mostly" in params,
     }
+
+
+def _row_options(path: Path, key: str, rule: str, spec: dict[str, Any], level: str) -> dict[str, Any]:
+    """where (a condition on other columns) and mostly (a share of non-null values), checked."""
+    options: dict[str, Any] = {}
+    if "where" in spec:
+        if rule not in WHERE_RULES:
+            raise ConfigError(path, f"{key}.where", f"{rule} cannot be conditional (rules that can: "
+                                                    f"{', '.join(sorted(WHERE_RULES))})")
+        options["where"] = _where(path, f"{key}.where", spec["where"], level)
+    if "mostly" in spec:
+        if rule == "non_null":
+            raise ConfigError(path, f"{key}.mostly", "non_null has no share of non-null values to pass: allow "
+                                                     "a share of all rows with error_if, e.g. error_if: '>5%'")
+        if rule not in MOSTLY_RULES:
+            raise ConfigError(path, f"{key}.mostly", f"{rule} has no values to pass a share of (rules that take "
+                                                     f"mostly: {', '.join(sorted(MOSTLY_RULES))})")
+        mostly = spec["mostly"]
+        if isinstance(mostly, bool) or not isinstance(mostly, (int, float)) or not 0 <= mostly <= 1:
+            raise ConfigError(path, f"{key}.mostly", f"must be the share of non-null values that must pass, "
+                                                     f"from 0 to 1 (0.95: 95 %), got {mostly!r}")
+        options["mostly"] = mostly
+    return options
+
+
+def _where(path: Path, key: str, value: Any, level: str) -> list[dict[str, Any]]:
+    """``{column: {test: argument}}`` -> conditions, all of which must hold. Never SQL: a
+    column is quoted as an identifier or a JSON key, values as literals."""
+    shape = "{status: {not_in: [refunded]}} (tests: in, not_in, is_null)"
+    if not isinstance(value, dict) or not value:
+        raise ConfigError(path, key, f"must map columns to a test, e.g. {shape}")
+    conditions = []
+    for column, tests in value.items():
+        column_key = f"{key}.{column}"
+        if not isinstance(column, str) or not column:
+            raise ConfigError(path, column_key, f"must name a column, e.g. {shape}")
+        name = _order_column(path, column_key, column) if level == "orders" else column
+        if not isinstance(tests, dict) or not tests:
+            raise ConfigError(path, column_key, "must be a test: {in: [values]}, {not_in: [values]} or "
+                                                "{is_null: true or false}")
+        for test, argument in tests.items():
+            test_key = f"{column_key}.{test}"
+            if test not in WHERE_TESTS:
+                raise ConfigError(path, test_key, f"unknown test (known: {', '.join(WHERE_TESTS)})")
+            condition = {"column": name, "test": test, "is_null": None, "values": [], "listed": [],
+                         "normalize": False}
+            if test == "is_null":
+                if not isinstance(argument, bool):
+                    raise ConfigError(path, test_key, f"must be true or false, got {argument!r}")
+                condition["is_null"] = argument
+            else:
+                if not isinstance(argument, list) or not argument or not all(
+                        isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in argument):
+                    raise ConfigError(path, test_key, "must be a non-empty list of values (strings or numbers)")
+                condition["listed"] = [str(v) for v in argument]
+                # an order's status is compared as features.exclude_statuses is: trimmed, lower-cased
+                condition["values"] = (sorted({v.strip().lower() for v in condition["listed"]})
+                                       if level == "orders" and name == "status" else condition["listed"])
+            conditions.append(condition)
+    return conditions
+
+
+def _where_text(conditions: list[dict[str, Any]]) -> str:
+    parts = []
+    for c in conditions:
+        if c["test"] == "is_null":
+            parts.append(f"{c['column']} is {'' if c['is_null'] else 'not '}empty")
+        elif len(c["listed"]) == 1:
+            parts.append(f"{c['column']} is {'' if c['test'] == 'in' else 'not '}{c['listed'][0]}")
+        else:
+            parts.append(f"{c['column']} is {'one' if c['test'] == 'in' else 'none'} of {', '.join(c['listed'])}")
+    return " and ".join(parts)
+
+
+def _order_column(path: Path, key: str, column: str) -> str:
+    if column not in ORDER_COLUMNS:
+        raise ConfigError(path, key, f"an order-level rule addresses the model's columns "
+                                     f"({', '.join(sorted(ORDER_COLUMNS))}), not {column!r}")
+    return ORDER_COLUMNS[column]
 
 
 def _as_spec(path: Path, key: str, value: Any, main: str, allowed: set[str]) -> dict[str, Any]:
@@ -175,12 +309,7 @@ def _level_checks(path: Path, prefix: str, raw: dict[str, Any], level: str) -> l
     checks: list[dict[str, Any]] = []
 
     def column_name(key: str, column: str) -> str:
-        if level == "records":
-            return column
-        if column not in ORDER_COLUMNS:
-            raise ConfigError(path, key, f"an order-level rule addresses the model's columns "
-                                         f"({', '.join(sorted(ORDER_COLUMNS))}), not {column!r}")
-        return ORDER_COLUMNS[column]
+        return column if level == "records" else _order_column(path, key, column)
 
     def option_params(key: str, spec: dict[str, Any]) -> dict[str, Any]:
         counted = spec.get("counted_only", False)
@@ -201,6 +330,14 @@ def _level_checks(path: Path, prefix: str, raw: dict[str, Any], level: str) -> l
         key = f"{prefix}min_rows"
         spec = _as_spec(path, key, raw["min_rows"], "min", {"min"})
         checks.append(_check(path, key, "min_rows", None, spec, {"min": _int(path, key, spec.get("min"), 0)}, level))
+    if "max_rows" in raw:
+        key = f"{prefix}max_rows"
+        spec = _as_spec(path, key, raw["max_rows"], "max", {"max"})
+        most = _int(path, key, spec.get("max"), 0)
+        least = next((c["params"]["min"] for c in checks if c["rule"] == "min_rows"), 0)
+        if least > most:
+            raise ConfigError(path, key, f"is below min_rows ({least}): no batch could pass both")
+        checks.append(_check(path, key, "max_rows", None, spec, {"max": most}, level))
     if "exact_duplicates" in raw:
         key = f"{prefix}exact_duplicates"
         if level == "orders":
@@ -210,7 +347,7 @@ def _level_checks(path: Path, prefix: str, raw: dict[str, Any], level: str) -> l
 
     for rule, main, allowed in (
         ("types", "type", {"type"}),
-        ("ranges", "min", {"min", "max"}),
+        ("ranges", "min", RANGE_OPTIONS),
         ("allowed_values", "values", {"values"}),
         ("max_decimal_places", "places", {"places"}),
         ("matches", "pattern", {"pattern"}),
@@ -226,11 +363,133 @@ def _level_checks(path: Path, prefix: str, raw: dict[str, Any], level: str) -> l
             if rule == "ranges" and not isinstance(value, dict):
                 raise ConfigError(path, key, "must be a mapping with min and/or max")
             spec = _as_spec(path, key, value, main, allowed | extra)
-            params = {k: spec[k] for k in allowed if k in spec}
-            _check_params(path, key, rule, params)
+            name = column_name(key, str(column))
+            if rule == "ranges":
+                params = _range_params(path, key, spec, level, name)
+            else:
+                params = {k: spec[k] for k in allowed if k in spec}
+                _check_params(path, key, rule, params)
             params.update(option_params(key, spec))
-            checks.append(_check(path, key, rule, column_name(key, str(column)), spec, params, level))
+            checks.append(_check(path, key, rule, name, spec, params, level))
+            if rule == "ranges" and level == "records":
+                checks.append(_implied_type(path, key, name, spec, params))
     return checks
+
+
+def _implied_type(path: Path, key: str, column: str, spec: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """The type check a record-level range implies: a value that is not a number (or not a
+    timestamp) cannot be compared, and is a type error instead of passing unseen. It takes
+    the range's options; build_checks keeps it only when no types rule names the column."""
+    options = {k: v for k, v in spec.items() if k not in RANGE_OPTIONS}
+    check = _check(path, key, "types", column, options,
+                   {"type": "numeric" if params["kind"] == "number" else "timestamptz"})
+    check["implicit"] = True
+    check["implied_by"] = f"ranges.{column}"
+    return check
+
+
+def _range_params(path: Path, key: str, spec: dict[str, Any], level: str, column: str) -> dict[str, Any]:
+    """min / max (numbers, or timestamps: ISO or relative to the run), strict_min / strict_max."""
+    bounds = {which: _range_bound(path, f"{key}.{which}", spec[which])
+              for which in ("min", "max") if spec.get(which) is not None}
+    if not bounds:
+        raise ConfigError(path, key, "needs min, max or both")
+    kinds = {bound["kind"] for bound in bounds.values()}
+    if len(kinds) > 1:
+        raise ConfigError(path, key, "min and max must both be numbers or both be dates or timestamps")
+    kind = kinds.pop()
+    params: dict[str, Any] = {"kind": kind, "min": None, "max": None}
+    for which, bound in bounds.items():
+        params[which] = bound["value"] if kind == "number" else bound
+    for which in ("min", "max"):
+        strict = spec.get(f"strict_{which}", False)
+        if not isinstance(strict, bool):
+            raise ConfigError(path, f"{key}.strict_{which}", f"must be true or false, got {strict!r}")
+        if strict and which not in bounds:
+            raise ConfigError(path, f"{key}.strict_{which}", f"needs {which}: there is no bound to make strict")
+        params[f"strict_{which}"] = strict
+    if len(bounds) == 2:
+        order = _bound_order(bounds["min"], bounds["max"])
+        if order is not None and order > 0:
+            raise ConfigError(path, key, f"min ({bounds['min']['text']}) is greater than max ({bounds['max']['text']})")
+        if order == 0 and (params["strict_min"] or params["strict_max"]):
+            raise ConfigError(path, key, f"min and max are both {bounds['min']['text']} and a bound is strict: "
+                                         "no value could pass")
+    if level == "orders" and kind == "timestamp" and column != "order_at":
+        raise ConfigError(path, key, f"{column} is not a timestamp: of an order's columns only order_at takes "
+                                     "date or timestamp bounds")
+    if level == "orders" and kind == "number" and column == "order_at":
+        raise ConfigError(path, key, "order_at is a timestamp: give its bounds as dates or timestamps "
+                                     "('2020-01-01', 'now', 'now - 400 days')")
+    return params
+
+
+def _range_bound(path: Path, key: str, value: Any) -> dict[str, Any]:
+    """A bound as the SQL compares it: a number, a fixed instant (ISO; a naive one is read in
+    staging.source_timezone, filled in by build_checks) or the run's start plus an offset."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value):
+            raise ConfigError(path, key, f"must be a finite number, got {value!r}")
+        return {"kind": "number", "value": value, "text": str(value)}
+    if isinstance(value, dt.date):  # YAML reads an unquoted date or timestamp itself
+        instant = value if isinstance(value, dt.datetime) else dt.datetime.combine(value, dt.time())
+        return _fixed_bound(instant, value.isoformat())
+    if isinstance(value, str):
+        now = NOW_RE.match(value)
+        if now:
+            sign, number, unit = now.groups()
+            bound = {"kind": "timestamp", "relative": True, "offset": None, "at": None, "zone": None,
+                     "text": "now", "describe": "the run's start"}
+            if number is not None:
+                count, unit = int(number), unit.lower()
+                days = count * UNIT_SECONDS.get(unit, 0) / 86_400 + count * UNIT_MONTHS.get(unit, 0) * 31
+                if days > MAX_OFFSET_DAYS:
+                    raise ConfigError(path, key, f"{value.strip()!r} is more than 1000 years from now")
+                words = f"{count} {unit}{'' if count == 1 else 's'}"
+                bound.update(offset=f"{'-' if sign == '-' else ''}{count} {unit}s", text=f"now {sign} {words}",
+                             describe=f"the run's start {sign} {words}")
+            return bound
+        try:
+            instant = dt.datetime.fromisoformat(value.strip())
+        except ValueError:
+            pass
+        else:
+            return _fixed_bound(instant, value.strip())
+    raise ConfigError(path, key, "must be a number, an ISO date or timestamp ('2020-01-01', "
+                                 "'2020-01-01 00:00:00+00:00') or now with an optional offset ('now', "
+                                 f"'now + 1 day', 'now - 400 days'), got {value!r}")
+
+
+def _fixed_bound(instant: dt.datetime, text: str) -> dict[str, Any]:
+    return {"kind": "timestamp", "relative": False, "offset": None, "at": instant.isoformat(), "zone": None,
+            "text": text, "describe": text}
+
+
+def _bound_order(low: dict[str, Any], high: dict[str, Any]) -> int | None:
+    """Whether low is below (-1), at (0) or above (1) high; None when only the run can tell
+    (a fixed instant against now, months against days, a naive instant against an aware one)."""
+    def position(bound: dict[str, Any]) -> tuple[str, Any]:
+        if bound["kind"] == "number":
+            return "number", bound["value"]
+        if not bound["relative"]:
+            instant = dt.datetime.fromisoformat(bound["at"])
+            return ("naive" if instant.tzinfo is None else "aware"), instant
+        if bound["offset"] is None:
+            return "now", 0
+        count, unit = bound["offset"].split()
+        unit = unit.rstrip("s")
+        if unit in UNIT_MONTHS:
+            return "now+months", int(count) * UNIT_MONTHS[unit]
+        return "now+seconds", int(count) * UNIT_SECONDS[unit]
+
+    (low_kind, low_at), (high_kind, high_at) = position(low), position(high)
+    if low_kind == "now" and high_kind.startswith("now"):
+        low_kind = high_kind
+    if high_kind == "now" and low_kind.startswith("now"):
+        high_kind = low_kind
+    if low_kind != high_kind:
+        return None
+    return (low_at > high_at) - (low_at < high_at)
 
 
 def build_checks(
@@ -245,6 +504,9 @@ def build_checks(
     """Turn expectations.yaml into a flat list of checks, adding the ones staging needs."""
     levels = split_levels(path, raw)
     checks = _level_checks(path, *levels["records"], "records")
+    # the type checks ranges imply join once staging's own checks are in (below)
+    implied = [c for c in checks if c.get("implied_by")]
+    checks = [c for c in checks if not c.get("implied_by")]
     order_checks = _level_checks(path, *levels["orders"], "orders")
     default_model = [name for name, model in models.items() if model is None]
     own_model = [name for name, model in models.items() if model is not None]
@@ -258,7 +520,16 @@ def build_checks(
         # the default model's orders meet the contract by construction (DISTINCT ON the id,
         # record checks on the id and the instant); another model's orders must prove it
         _add_order_contract(path, order_checks)
+    _add_implied_types(path, checks, implied)
+    if default_model:
+        _compare_status_as_staged(checks, columns, staging)
     checks += order_checks
+    for check in checks:
+        if check["rule"] == "ranges" and check["params"]["kind"] == "timestamp":
+            # a naive bound is read where the data's naive timestamps are: in the source's zone
+            for bound in (check["params"]["min"], check["params"]["max"]):
+                if bound and bound["at"] and dt.datetime.fromisoformat(bound["at"]).tzinfo is None:
+                    bound["zone"] = staging["source_timezone"]
     ids = [c["id"] for c in checks]
     duplicated = sorted({i for i in ids if ids.count(i) > 1})
     if duplicated:
@@ -275,15 +546,6 @@ def build_checks(
 def _check_params(path: Path, key: str, rule: str, params: dict[str, Any]) -> None:
     if rule == "types" and params.get("type") not in SUPPORTED_TYPES:
         raise ConfigError(path, key, f"unknown type {params.get('type')!r} (known: {', '.join(SUPPORTED_TYPES)})")
-    if rule == "ranges":
-        for bound in ("min", "max"):
-            value = params.get(bound)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-                raise ConfigError(path, f"{key}.{bound}", f"must be a number, got {value!r}")
-        if params.get("min") is None and params.get("max") is None:
-            raise ConfigError(path, key, "needs min, max or both")
-        if params.get("min") is not None and params.get("max") is not None and params["min"] > params["max"]:
-            raise ConfigError(path, key, f"min ({params['min']}) is greater than max ({params['max']})")
     if rule == "allowed_values":
         values = params.get("values")
         if not isinstance(values, list) or not values or not all(isinstance(v, (str, int, float)) for v in values):
@@ -316,6 +578,12 @@ def _require(path: Path, checks: list[dict[str, Any]], rule: str, column: str, p
         checks.append(check)
         return
     existing["critical"] = True
+    if existing["has_domain"]:
+        option = "where" if "where" in existing["params"] else "mostly"
+        raise ConfigError(path, f"{existing['key']}.{option}",
+                          f"staging reads every record of this column, so this rule cannot look at some "
+                          f"records only (where) or pass on a share of them (mostly) "
+                          f"(the rules that cannot be relaxed: {STAGING_CRITICAL})")
     if existing["action"] != "quarantine" and (existing["severity"] != "error" or existing["error_if"] != STRICT):
         raise ConfigError(
             path, existing["key"],
@@ -338,8 +606,6 @@ def _add_staging_checks(
     path: Path, checks: list[dict[str, Any]], columns: dict[str, str | None], staging: dict[str, Any]
 ) -> None:
     """Add (or insist on `error` for) the checks the default model cannot survive without."""
-    from scripts.config import TIMESTAMP_TYPES
-
     for canonical, source in columns.items():
         if source is not None:
             _require(path, checks, "required_columns", source, {})
@@ -354,12 +620,45 @@ def _add_staging_checks(
         check = _check(path, f"unique.{columns['order_id']}", "unique", columns["order_id"], {}, {})
         check["implicit"] = True
         checks.append(check)
+
+
+def _compare_status_as_staged(checks: list[dict[str, Any]], columns: dict[str, str | None],
+                              staging: dict[str, Any]) -> None:
+    """The default model's record rules see the status as staging will store it."""
     for check in checks:
         # The status is compared as staging stores it: trimmed, lower-cased, and mapped.
         # A variant is accepted when what it maps to is accepted.
         if check["rule"] == "allowed_values" and check["column"] == columns.get("status"):
-            allowed = {v.strip().lower() for v in check["params"]["values"]}
-            status_map = staging["status_map"]
-            accepted = {v for v in allowed | set(status_map) if status_map.get(v, v) in allowed}
             check["params"]["normalize"] = True
-            check["params"]["values"] = sorted(accepted)
+            check["params"]["values"] = _staged_variants(check["params"]["values"], staging["status_map"])
+        # a condition on the status likewise: where: {status: {not_in: [refunded]}} holds for
+        # ' Refunded' and for a variant the map sends to refunded
+        for condition in check["params"].get("where", []):
+            if condition["column"] == columns.get("status") and condition["test"] != "is_null":
+                condition["normalize"] = True
+                condition["values"] = _staged_variants(condition["values"], staging["status_map"])
+
+
+def _staged_variants(values: list[str], status_map: dict[str, str]) -> list[str]:
+    """The trimmed, lower-cased statuses that staging stores as one of ``values``."""
+    wanted = {v.strip().lower() for v in values}
+    return sorted(v for v in wanted | set(status_map) if status_map.get(v, v) in wanted)
+
+
+def _add_implied_types(path: Path, checks: list[dict[str, Any]], implied: list[dict[str, Any]]) -> None:
+    """A record-level range implies its column's type (numeric for number bounds, timestamptz
+    for timestamp bounds): the implied check is added when no types rule (the user's, or one
+    staging adds) names the column, and a declared type that disagrees is refused."""
+    by_id = {c["id"]: c for c in checks}
+    for check in implied:
+        declared = by_id.get(check["id"])
+        if declared is None:
+            checks.append(check)
+            continue
+        numbers = check["params"]["type"] == "numeric"
+        kind, types = ("number", NUMERIC_TYPES) if numbers else ("timestamp", TIMESTAMP_TYPES)
+        if declared["params"]["type"] not in types:
+            where = "a types rule" if not declared.get("implicit") else "staging (a mapped column)"
+            raise ConfigError(path, check["key"], f"{kind} bounds on a column that {where} types as "
+                                                  f"{declared['params']['type']}: give bounds of its type, or a "
+                                                  f"type of {', '.join(types)}")

@@ -214,6 +214,13 @@ def check_rule_columns(config: PipelineConfig, sources: list[dict[str, Any]]) ->
         if column in required:
             continue
         raise ConfigError(*where, f"no source file has a column {column!r} (columns: {', '.join(sorted(known))})")
+    # a condition on a column no file has would hold for no record (in) or every one (not_in)
+    for check in record_checks:
+        for condition in check["params"].get("where", []):
+            if condition["column"] not in known:
+                raise ConfigError(config.expectations_path, f"{check['key']}.where.{condition['column']}",
+                                  f"no source file has a column {condition['column']!r}"
+                                  f"{did_you_mean(condition['column'], known | not_kept)}")
 
 
 def rule_location(config: PipelineConfig, check: dict[str, Any]) -> tuple[Path | str, str]:

@@ -248,8 +248,8 @@ def stage_gate(run: Run, stage: str) -> None:
         checks = report_mod.fetch_checks(run.conn, run.run_id, run.config.checks, level,
                                          run.config.validation["failure_sample_size"])
         run.results[level] = checks
-        if checks:  # the rows checked; else the rows the stage's largest statement wrote
-            record["rows"] = checks[0]["row_count"]
+        if checks:  # the rows checked (a conditional check looks at fewer); else the largest statement's
+            record["rows"] = max(check["row_count"] for check in checks)
         STAGE_REPORTS.get(stage, lambda run, record: None)(run, record)
         failing = [c for c in checks if c["status"] == "fail"]
         warnings = [c for c in checks if c["status"] == "warn"]

@@ -4,17 +4,23 @@
 -- names now. Row rules share one aggregate scan; uniqueness and exact repeats share one
 -- grouping by key (plus a look at the few repeated keys). Writes one row per check.
 -- grain: one row per check (meta.validation_results) for this run
--- requires: raw.raw_events (020_raw_events.sql), V004__create_meta_tables.sql
+-- requires: raw.raw_events (020_raw_events.sql), V004__create_meta_tables.sql, meta.runs
+--           (this run's row: a range relative to now reads its start)
 -- settings: raw_to_ready.run_id, raw_to_ready.work_files (the files this run validates: the
 --           new ones, or every named file on a full refresh)
-{%- set row_checks = checks | rejectattr('rule', 'in', ['unique', 'exact_duplicates', 'min_rows']) | list %}
+{%- set row_checks = checks | rejectattr('rule', 'in', ['unique', 'exact_duplicates', 'min_rows', 'max_rows']) | list %}
+{%- set domain_checks = checks | selectattr('has_domain', 'defined') | selectattr('has_domain') | list %}
 {%- set unique_columns = checks | selectattr('rule', 'equalto', 'unique') | map(attribute='column') | list %}
 {%- set key_columns = ([columns.order_id] + unique_columns) | unique(case_sensitive=true) | list %}
 -- Both passes run as CREATE TABLE AS so that PostgreSQL can scan with parallel
 -- workers (an INSERT ... SELECT never runs in parallel).
 SET LOCAL work_mem = '256MB';
--- Dates are parsed as staging will parse them, never by the server's DateStyle.
+-- Dates are parsed as staging will parse them, never by the server's DateStyle, and naive
+-- timestamps (a timestamp range's values) are read in the source's time zone, as staging does.
 SET LOCAL datestyle = {{ ('ISO, ' ~ staging.date_order) | literal }};
+SET LOCAL timezone = {{ staging.source_timezone | literal }};
+-- the run's start, for a range relative to now
+{{ rules.remember_run_start() }}
 
 -- A gate run again in the same run (an incremental run turned full refresh) starts over.
 DELETE FROM meta.validation_failures
@@ -23,12 +29,16 @@ WHERE run_id = current_setting('raw_to_ready.run_id');
 DELETE FROM meta.validation_results
 WHERE run_id = current_setting('raw_to_ready.run_id');
 
--- Pass 1: every row rule in one aggregate scan of the batch. Columns are named by
--- position: a check id may be longer than PostgreSQL's 63-byte names.
+-- Pass 1: every row rule in one aggregate scan of the batch, and the rows of each check
+-- that looks at some rows only (where, mostly: its domain, the base of its percentages).
+-- Columns are named by position: a check id may be longer than PostgreSQL's 63-byte names.
 CREATE TEMPORARY TABLE validation_row_counts ON COMMIT DROP AS
 SELECT
     {%- for check in row_checks %}
-    count(*) FILTER (WHERE {{ rules[check.rule](check) }}) AS {{ ('row_check_' ~ loop.index) | ident }},
+    count(*) FILTER (WHERE {{ rules.offends(check) }}) AS {{ ('row_check_' ~ loop.index) | ident }},
+    {%- endfor %}
+    {%- for check in domain_checks %}
+    count(*) FILTER (WHERE {{ rules.in_domain(check) }}) AS {{ ('domain_check_' ~ loop.index) | ident }},
     {%- endfor %}
     count(*) AS row_count
 FROM raw.raw_events AS e
@@ -108,13 +118,13 @@ key_counts AS (
             SELECT f.exact_repeats
             FROM key_failures AS f
             WHERE f.column_name = {{ key_columns[0] | literal }}
-        ), 0) AS exact_repeat_count
-),
-
-named_records AS (
-    SELECT coalesce(sum(i.record_count), 0) AS record_count
-    FROM raw.ingested_files AS i
-    WHERE i.file_sha256 = ANY({{ batch_file_sha256s | literal }}::text[])
+        ), 0) AS exact_repeat_count,
+        -- the records of every named file (min_rows, max_rows)
+        (
+            SELECT coalesce(sum(i.record_count), 0)
+            FROM raw.ingested_files AS i
+            WHERE i.file_sha256 = ANY({{ batch_file_sha256s | literal }}::text[])
+        ) AS named_record_count
 ),
 
 check_counts AS (
@@ -132,12 +142,11 @@ check_counts AS (
         c.warn_value,
         c.warn_is_percent,
         c.failing_count,
-        r.row_count,
-        -- a share of the batch's rows (min_rows: of the minimum), so at most 100
-        least(round(100.0 * c.failing_count / greatest(r.row_count, 1), 4), 100) AS failing_percent
+        c.row_count,
+        -- a share of the check's rows (the batch's, or its domain's), so at most 100
+        least(round(100.0 * c.failing_count / greatest(c.row_count, 1), 4), 100) AS failing_percent
     FROM validation_row_counts AS r
     CROSS JOIN key_counts AS k
-    CROSS JOIN named_records AS n
     CROSS JOIN LATERAL (
         VALUES
         {%- for check in checks %}
@@ -150,16 +159,24 @@ check_counts AS (
             {%- elif check.rule == 'min_rows' %}
             -- how many rows short of the minimum: the batch is every named file, also
             -- in an incremental run that validates the new files' records only
-            greatest({{ check.params['min'] | literal }} - n.record_count, 0)
+            greatest({{ check.params['min'] | literal }} - k.named_record_count, 0)
+            {%- elif check.rule == 'max_rows' %}
+            -- how many rows beyond the maximum, counted as min_rows counts
+            greatest(k.named_record_count - {{ check.params['max'] | literal }}, 0)
             {%- else %}
             r.{{ ('row_check_' ~ (row_checks.index(check) + 1)) | ident }}
+            {%- endif %},
+            {%- if check.get('has_domain') %}
+            r.{{ ('domain_check_' ~ (domain_checks.index(check) + 1)) | ident }}
+            {%- else %}
+            r.row_count
             {%- endif %}
         ){{ "," if not loop.last }}
         {%- endfor %}
     ) AS c (
         check_id, rule, column_name, severity, message, action,
         error_op, error_value, error_is_percent, warn_op, warn_value, warn_is_percent,
-        failing_count
+        failing_count, row_count
     )
 ),
 

@@ -6,12 +6,16 @@
 -- quarantine check found a record.
 -- grain: one row per quarantined record per check per run (meta.quarantine)
 -- requires: 030_validate_expectations.sql (this run's results), raw.raw_events,
---           V006__create_quarantine.sql
+--           V006__create_quarantine.sql, meta.runs (a range relative to now reads the run's start)
 -- settings: raw_to_ready.run_id, raw_to_ready.work_files (the files this run validates: the
 --           new ones, or every named file on a full refresh)
 {%- set quarantine_checks = checks | selectattr('action', 'equalto', 'quarantine') | list %}
--- Dates are parsed as staging will parse them, never by the server's DateStyle.
+-- Dates are parsed as staging will parse them, never by the server's DateStyle, and naive
+-- timestamps in the source's time zone (as 030 counted them).
 SET LOCAL datestyle = {{ ('ISO, ' ~ staging.date_order) | literal }};
+SET LOCAL timezone = {{ staging.source_timezone | literal }};
+-- the run's start, for a range relative to now
+{{ rules.remember_run_start() }}
 
 INSERT INTO meta.quarantine (
     run_id, check_id, event_id, file_sha256, file_path, line_number, failing_value, payload

@@ -4,13 +4,18 @@
 -- failure history, capped per check (the exact count is in meta.validation_results).
 -- Nothing is scanned when every check passed.
 -- grain: one row per offending record per check per run (meta.validation_failures)
--- requires: 030_validate_expectations.sql (this run's results), raw.raw_events
+-- requires: 030_validate_expectations.sql (this run's results), raw.raw_events, meta.runs (a
+--           range relative to now reads the run's start)
 -- settings: raw_to_ready.run_id, raw_to_ready.work_files (the files this run validates: the
 --           new ones, or every named file on a full refresh)
-{%- set row_checks = checks | rejectattr('rule', 'in', ['unique', 'exact_duplicates', 'min_rows']) | list %}
+{%- set row_checks = checks | rejectattr('rule', 'in', ['unique', 'exact_duplicates', 'min_rows', 'max_rows']) | list %}
 {%- set unique_checks = checks | selectattr('rule', 'equalto', 'unique') | list %}
--- Dates are parsed as staging will parse them, never by the server's DateStyle.
+-- Dates are parsed as staging will parse them, never by the server's DateStyle, and naive
+-- timestamps in the source's time zone (as 030 counted them).
 SET LOCAL datestyle = {{ ('ISO, ' ~ staging.date_order) | literal }};
+SET LOCAL timezone = {{ staging.source_timezone | literal }};
+-- the run's start, for a range relative to now
+{{ rules.remember_run_start() }}
 
 INSERT INTO meta.validation_failures (
     run_id, check_id, event_id, file_path, line_number, failing_value, payload

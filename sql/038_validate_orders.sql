@@ -4,21 +4,30 @@
 -- pass to the failure history (capped per check), with the lineage of their record.
 -- grain: one row per order check (meta.validation_results) for this run;
 --        one row per offending order per check (meta.validation_failures)
--- requires: 037_model_orders.sql
+-- requires: 037_model_orders.sql, meta.runs (this run's row: a range relative to now reads
+--           its start)
 -- settings: raw_to_ready.run_id
 -- With no order-level rule (the default model's orders meet the contract by
 -- construction) this file sets a setting and nothing else.
 SET LOCAL work_mem = '256MB';
 
 {% if order_checks %}
+{%- set row_checks = order_checks | rejectattr('rule', 'in', ['min_rows', 'max_rows']) | list %}
+{%- set domain_checks = order_checks | selectattr('has_domain', 'defined') | selectattr('has_domain') | list %}
+-- the run's start, for a range relative to now
+{{ rules.remember_run_start() }}
+
 INSERT INTO meta.validation_results (
     run_id, check_id, rule, column_name, severity, status,
     failing_count, row_count, failing_percent, message, level, action
 )
 WITH order_counts AS (
     SELECT
-        {%- for check in order_checks if check.rule != 'min_rows' %}
+        {%- for check in order_checks if check.rule not in ['min_rows', 'max_rows'] %}
         count(*) FILTER (WHERE {{ rules.order_offends(check) }}) AS {{ ('order_check_' ~ loop.index) | ident }},
+        {%- endfor %}
+        {%- for check in domain_checks %}
+        count(*) FILTER (WHERE {{ rules.order_in_domain(check) }}) AS {{ ('domain_check_' ~ loop.index) | ident }},
         {%- endfor %}
         count(*) AS row_count
     FROM stg.model_orders AS o
@@ -39,26 +48,33 @@ check_counts AS (
         c.warn_value,
         c.warn_is_percent,
         c.failing_count,
-        r.row_count,
-        least(round(100.0 * c.failing_count / greatest(r.row_count, 1), 4), 100) AS failing_percent
+        c.row_count,
+        -- a share of the check's rows (every order, or its domain's), so at most 100
+        least(round(100.0 * c.failing_count / greatest(c.row_count, 1), 4), 100) AS failing_percent
     FROM order_counts AS r
     CROSS JOIN LATERAL (
         VALUES
-        {%- set row_checks = order_checks | rejectattr('rule', 'equalto', 'min_rows') | list %}
         {%- for check in order_checks %}
         (
             {{ rules.check_row(check) }}
             {%- if check.rule == 'min_rows' %}
             greatest({{ check.params['min'] | literal }} - r.row_count, 0)
+            {%- elif check.rule == 'max_rows' %}
+            greatest(r.row_count - {{ check.params['max'] | literal }}, 0)
             {%- else %}
             r.{{ ('order_check_' ~ (row_checks.index(check) + 1)) | ident }}
+            {%- endif %},
+            {%- if check.get('has_domain') %}
+            r.{{ ('domain_check_' ~ (domain_checks.index(check) + 1)) | ident }}
+            {%- else %}
+            r.row_count
             {%- endif %}
         ){{ "," if not loop.last }}
         {%- endfor %}
     ) AS c (
         check_id, rule, column_name, severity, message, action,
         error_op, error_value, error_is_percent, warn_op, warn_value, warn_is_percent,
-        failing_count
+        failing_count, row_count
     )
 ),
 

@@ -2,7 +2,10 @@
   Validation rules, each written once. A rule macro returns a boolean expression that is
   true for an offending record `e` of the batch; NULL counts as not offending. The same
   expression serves the aggregate pass (count(*) FILTER (WHERE ...)) in
-  030_validate_expectations.sql and the failure history in 035_validate_failures.sql.
+  030_validate_expectations.sql, the quarantine in 033 and the failure history in
+  035_validate_failures.sql, always through `offends`, which confines a check with a
+  `where` or `mostly` to its domain (in_domain: the rows it looks at, counted in 030 as
+  the base of its percentages).
 -#}
 
 {%- macro field(check) -%}
@@ -39,6 +42,10 @@ NOT e.payload ? {{ check.column | literal }}
 nullif({{ trimmed(field(check)) }}, '') IS NULL
 {%- endmacro -%}
 
+{%- macro non_null_value(check) -%}
+nullif({{ trimmed(field(check)) }}, '') IS NOT NULL
+{%- endmacro -%}
+
 {%- macro types(check) -%}
 ({{ field(check) }} IS NOT NULL
     AND (
@@ -46,10 +53,76 @@ nullif({{ trimmed(field(check)) }}, '') IS NULL
     ))
 {%- endmacro -%}
 
+{#- `now` in a range's bounds is the run's start, recorded in meta.runs before any data
+    stage: one instant for every statement of the run, never the clock. Each file that
+    may compare with it remembers it first (remember_run_start, '' when the run has no row
+    there); a comparison with it then stops a run without one (the DBA route before its
+    INSERT INTO meta.runs) with a message naming it. -#}
+{%- macro remember_run_start() -%}
+SELECT set_config(
+    'raw_to_ready.run_started_at',
+    coalesce((
+        SELECT r.started_at::text
+        FROM meta.runs AS r
+        WHERE r.run_id = current_setting('raw_to_ready.run_id')
+    ), ''),
+    TRUE
+);
+{%- endmacro -%}
+
+{%- macro run_started_at() -%}
+coalesce(
+    nullif(current_setting('raw_to_ready.run_started_at'), '')::timestamptz,
+    ('meta.runs has no row for run ' || current_setting('raw_to_ready.run_id')
+    || ', whose start a range relative to now needs')::timestamptz
+)
+{%- endmacro -%}
+
+{#- A range's bound: a number; a fixed instant (a naive one read in the source's time
+    zone, as staging reads naive timestamps); or the run's start plus an offset. -#}
+{%- macro range_bound(check, which) -%}
+{%- set bound = check.params[which] -%}
+{%- if check.params.get('kind', 'number') == 'number' -%}
+{{ bound | literal }}::numeric
+{%- elif bound.relative -%}
+({{ run_started_at() }}{% if bound.offset %} + {{ bound.offset | literal }}::interval{% endif %})
+{%- elif bound.zone -%}
+({{ bound.at | literal }}::timestamp AT TIME ZONE {{ bound.zone | literal }})
+{%- else -%}
+{{ bound.at | literal }}::timestamptz
+{%- endif -%}
+{%- endmacro -%}
+
+{#- A value outside the range: below min (at min too when strict_min), above max (at max
+    too when strict_max). A NULL value (or one that does not parse) is not judged. -#}
+{%- macro range_offends(check, value) -%}
+(
+{%- if check.params.get('min') is not none -%}
+{{ value }} {{ '<=' if check.params.get('strict_min') else '<' }} {{ range_bound(check, 'min') }}
+{%- endif -%}
+{%- if check.params.get('min') is not none and check.params.get('max') is not none %}
+    OR {% endif -%}
+{%- if check.params.get('max') is not none -%}
+{{ value }} {{ '>=' if check.params.get('strict_max') else '>' }} {{ range_bound(check, 'max') }}
+{%- endif -%}
+)
+{%- endmacro -%}
+
+{#- A range compares numbers, or instants (parsed as staging parses them: the file's
+    datestyle, naive values in the source's zone). A value that is neither, or a word that
+    is not data, is the type check's to report (a range implies one). -#}
+{%- macro range_value(check) -%}
+{%- if check.params.get('kind') == 'timestamp' -%}
+(CASE WHEN pg_input_is_valid({{ field(check) }}, 'timestamptz')
+    AND {{ field(check) }} !~* {{ not_data_pattern['timestamptz'] | literal }}
+    THEN ({{ field(check) }})::timestamptz END)
+{%- else -%}
+(CASE WHEN pg_input_is_valid({{ field(check) }}, 'numeric') THEN ({{ field(check) }})::numeric END)
+{%- endif -%}
+{%- endmacro -%}
+
 {%- macro ranges(check) -%}
-(CASE WHEN pg_input_is_valid({{ field(check) }}, 'numeric') THEN ({{ field(check) }})::numeric END
-    NOT BETWEEN {{ check.params.get('min') | literal }}::numeric
-    AND {{ check.params.get('max') | literal }}::numeric)
+{{ range_offends(check, range_value(check)) }}
 {%- endmacro -%}
 
 {%- macro allowed_values(check) -%}
@@ -70,9 +143,54 @@ nullif({{ trimmed(field(check)) }}, '') IS NULL
 {{ field(check) }} !~ {{ check.params.pattern | literal }}
 {%- endmacro -%}
 
+{#-
+  Where a check looks (its domain): rows where every condition of its `where` holds, and
+  for `mostly` only the non-null values. A condition compares a field trimmed (blank is
+  missing), the default model's status as staging stores it (lower-cased; the listed
+  values include the variants the status map sends to them); a missing value is in no list.
+-#}
+{%- macro condition_holds(condition, value) -%}
+{%- if condition.test == 'is_null' -%}
+({{ value }} IS NULL) = {{ condition.is_null | literal }}
+{%- elif condition.test == 'in' -%}
+coalesce({{ value }} = ANY({{ condition['values'] | literal }}::text[]), FALSE)
+{%- else -%}
+NOT coalesce({{ value }} = ANY({{ condition['values'] | literal }}::text[]), FALSE)
+{%- endif -%}
+{%- endmacro -%}
+
+{%- macro condition_field(condition) -%}
+{%- if condition.normalize -%}
+nullif(lower({{ trimmed('e.payload ->> ' ~ (condition.column | literal)) }}), '')
+{%- else -%}
+nullif({{ trimmed('e.payload ->> ' ~ (condition.column | literal)) }}, '')
+{%- endif -%}
+{%- endmacro -%}
+
+{%- macro in_domain(check) -%}
+{%- set parts = [] -%}
+{%- for condition in check.params.get('where', []) -%}
+{%- set _ = parts.append(condition_holds(condition, condition_field(condition))) -%}
+{%- endfor -%}
+{%- if 'mostly' in check.params -%}
+{%- set _ = parts.append(non_null_value(check)) -%}
+{%- endif -%}
+({{ parts | join(' AND ') }})
+{%- endmacro -%}
+
+{#- The record rule's expression within the check's domain, if it has one. -#}
+{%- macro offends(check) -%}
+{%- if check.get('has_domain') -%}
+{{ in_domain(check) }}
+        AND {{ rule_offends(check) }}
+{%- else -%}
+{{ rule_offends(check) }}
+{%- endif -%}
+{%- endmacro -%}
+
 {#- The record rule's expression, or for unique: the record's key carries more than one
     distinct record in the batch (`batch_events` is the CTE of the file using it). -#}
-{%- macro offends(check) -%}
+{%- macro rule_offends(check) -%}
 {%- if check.rule == 'unique' -%}
 {{ trimmed(field(check)) }} IN (
             SELECT {{ trimmed('k.payload ->> ' ~ (check.column | literal)) }}
@@ -105,9 +223,36 @@ nullif({{ trimmed(field(check)) }}, '') IS NULL
 o.{{ check.column | ident }}
 {%- endmacro -%}
 
-{%- macro order_offends(check) -%}
+{#- An order check's domain: the counted orders (counted_only), its where, and for mostly
+    the non-null values. An order's column is compared as text. (Macros build the parts:
+    sqlfluff's templater cannot trace a filter inside a set.) -#}
+{%- macro counted(check) -%}
+NOT coalesce(o.status = ANY({{ check.params.exclude_statuses | literal }}::text[]), FALSE)
+{%- endmacro -%}
+
+{%- macro order_condition_field(condition) -%}
+o.{{ condition.column | ident }}::text
+{%- endmacro -%}
+
+{%- macro order_in_domain(check) -%}
+{%- set parts = [] -%}
 {%- if check.params.get('counted_only') and check.params.exclude_statuses -%}
-NOT coalesce(o.status = ANY({{ check.params.exclude_statuses | literal }}::text[]), FALSE) AND
+{%- set _ = parts.append(counted(check)) -%}
+{%- endif -%}
+{%- for condition in check.params.get('where', []) -%}
+{%- set _ = parts.append(condition_holds(condition, order_condition_field(condition))) -%}
+{%- endfor -%}
+{%- if 'mostly' in check.params -%}
+{%- set _ = parts.append(order_field(check) ~ ' IS NOT NULL') -%}
+{%- endif -%}
+({{ parts | join(' AND ') }})
+{%- endmacro -%}
+
+{%- macro order_offends(check) -%}
+{%- if check.get('has_domain') -%}
+{{ order_in_domain(check) }} AND
+{% elif check.params.get('counted_only') and check.params.exclude_statuses -%}
+{{ counted(check) }} AND
 {% endif -%}
 {%- if check.rule == 'non_null' -%}
 {{ order_field(check) }} IS NULL
@@ -120,8 +265,7 @@ NOT coalesce(o.status = ANY({{ check.params.exclude_statuses | literal }}::text[
             HAVING count(*) > 1
         )
 {%- elif check.rule == 'ranges' -%}
-{{ order_field(check) }}::numeric NOT BETWEEN {{ check.params.get('min') | literal }}::numeric
-    AND {{ check.params.get('max') | literal }}::numeric
+{{ range_offends(check, order_field(check) ~ ('' if check.params.get('kind') == 'timestamp' else '::numeric')) }}
 {%- elif check.rule == 'allowed_values' -%}
 {{ order_field(check) }}::text != ALL({{ check.params['values'] | literal }}::text[])
 {%- elif check.rule == 'max_decimal_places' -%}
