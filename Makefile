@@ -42,6 +42,12 @@ $(VENV)/.installed: requirements.txt
 	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt
 	touch $@
 
+# the benchmark's comparator (DuckDB): only `make bench` installs it
+$(VENV)/.bench-installed: $(VENV)/.installed requirements-bench.txt
+	@echo "== installing requirements-bench.txt (the benchmark's DuckDB comparator)"
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements-bench.txt
+	touch $@
+
 db-up: install ## Start the embedded PostgreSQL (unless DATABASE_URL is set) and print its URL
 	$(PY) -m scripts.pgembed up
 
@@ -114,7 +120,7 @@ test-suites: install $(BROWSER_DEPS) ## Run every test suite without the lint (P
 	@echo "== pytest (TEST_DATABASE_URL, or a throwaway embedded PostgreSQL $(PG_VERSION))"
 	$(PY) -m pytest tests -ra $(PYTEST_ARGS)
 
-bench: install ## Benchmark every stage on ROWS generated orders (ROWS=1000000 BENCH_ARGS=--dirty)
+bench: install $(VENV)/.bench-installed ## Benchmark every stage beside DuckDB on ROWS generated orders (ROWS=1000000)
 	$(PY) -m scripts.bench --rows $(ROWS) $(BENCH_ARGS)
 
 bench-incremental: install ## Benchmark a daily run against the full run (ROWS=1000000; BENCH_ARGS="--rows 1000000 10000000")

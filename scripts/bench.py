@@ -5,8 +5,11 @@
 2. Creates a throwaway database (on DATABASE_URL's server, or the embedded one) and runs the
    full pipeline on it in a child process, exactly as `make all` would.
 3. Measures the floor: a bare COPY of the same file into an unlogged table of text columns.
-4. Prints per-stage seconds and rows/s, the runner's peak RSS, and the ratio to the floor;
-   writes the same to artifacts/bench/<timestamp>.json. Drops the database.
+4. Runs the comparator: DuckDB in-process doing the same stages on the same file
+   (scripts/bench_duckdb.py; requirements-bench.txt), and checks that its features agree.
+5. Prints per-stage seconds and rows/s beside DuckDB's, the ratio (issue 10's goal: a full
+   rebuild within 1.5x of DuckDB), the runner's peak RSS and the ratio to the floor; writes
+   the same to artifacts/bench/<timestamp>.json. Drops the database.
 """
 
 from __future__ import annotations
@@ -82,11 +85,23 @@ def run_pipeline(url: str, data: Path, work: Path) -> dict[str, Any]:
     return report
 
 
+def duckdb_comparator(data: Path) -> dict[str, Any] | None:
+    """DuckDB doing the same stages (a bench-only dependency: requirements-bench.txt)."""
+    try:
+        from scripts import bench_duckdb
+    except ImportError:
+        print("DuckDB is not installed (pip install -r requirements-bench.txt): no comparison", flush=True)
+        return None
+    print("DuckDB: the same stages on the same file", flush=True)
+    return bench_duckdb.run(data)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m scripts.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--dirty", action="store_true", help="mix in real-world faults (the gate then fails)")
+    parser.add_argument("--no-duckdb", action="store_true", help="leave out the DuckDB comparator")
     args = parser.parse_args(argv)
 
     data = dataset(args.rows, args.dirty, args.seed)
@@ -101,35 +116,49 @@ def main(argv: list[str] | None = None) -> int:
         floor = copy_floor(url, data)
         with psycopg.connect(url) as conn:
             server = conn.execute("SHOW server_version").fetchone()[0]
+            sums = conn.execute("SELECT sum(orders_7d), sum(orders_30d), round(sum(revenue_30d), 2)"
+                                " FROM feats.customer_features").fetchone() if report["exit_code"] == 0 else None
     finally:
         with psycopg.connect(admin_url, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
+    duck = None if args.no_duckdb or args.dirty else duckdb_comparator(data)
     stages = report.get("stages", [])
     total = sum(s["seconds"] or 0 for s in stages)
+    duck_seconds = {s["stage"]: s["seconds"] for s in duck["stages"]} if duck else {}
+    duck_total = sum(duck_seconds.values())
     lines = [
         f"raw-to-ready benchmark: {args.rows:,} {'dirty' if args.dirty else 'clean'} orders, "
-        f"PostgreSQL {server}, {os.cpu_count()} cores",
-        f"{'stage':<10} {'status':<7} {'rows':>12} {'seconds':>9} {'rows/s':>12}",
+        f"PostgreSQL {server}, {os.cpu_count()} cores" + (f"; DuckDB {duck['version']} in-process" if duck else ""),
+        f"{'stage':<10} {'status':<7} {'rows':>12} {'seconds':>9} {'rows/s':>12}"
+        + (f" {'DuckDB s':>9} {'ratio':>7}" if duck else ""),
     ]
     for stage in stages:
         # a data stage's rate is the rows it handled per second; migrate and registry have none
         rate = (f"{stage['rows'] / stage['seconds']:>12,.0f}"
-                if stage["seconds"] and stage["rows"] and stage["stage"] not in ("migrate", "registry") else "")
+                if stage["seconds"] and stage["rows"] and stage["stage"] not in ("migrate", "registry") else f"{'':>12}")
         rows = f"{stage['rows']:>12,}" if stage["rows"] is not None else f"{'':>12}"
-        lines.append(f"{stage['stage']:<10} {stage['status']:<7} {rows} {stage['seconds']:>9.2f} {rate}")
+        theirs = duck_seconds.get(stage["stage"])
+        versus = (f" {theirs:>9.2f} {stage['seconds'] / theirs:>6.1f}x" if theirs else f" {'-':>9} {'':>7}") if duck else ""
+        lines.append(f"{stage['stage']:<10} {stage['status']:<7} {rows} {stage['seconds']:>9.2f} {rate}{versus}")
     lines += [
-        f"{'total':<10} {report['status']:<7} {args.rows:>12,} {total:>9.2f} {args.rows / total:>12,.0f}",
+        f"{'total':<10} {report['status']:<7} {args.rows:>12,} {total:>9.2f} {args.rows / total:>12,.0f}"
+        + (f" {duck_total:>9.2f} {total / duck_total:>6.1f}x" if duck else ""),
         f"COPY floor (bare COPY into an unlogged text table): {floor:.2f} s; pipeline / floor = {total / floor:.1f}x",
         f"runner peak RSS: {report.get('runner_peak_rss_mib')} MiB",
         f"wall time with start-up: {report['wall_seconds']:.2f} s; exit code {report['exit_code']}",
     ]
+    if duck:
+        agree = sums is not None and [int(sums[0]), int(sums[1]), str(sums[2])] == list(duck["feature_sums"].values())
+        lines += [f"PostgreSQL / DuckDB = {total / duck_total:.2f}x (issue 10's goal: at most 1.5x); the features "
+                  + ("agree" if agree else f"DIFFER: {sums} against {duck['feature_sums']}")
+                  + " (sums of orders_7d, orders_30d, revenue_30d)"]
     print("\n".join(lines))
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     result = {"rows": args.rows, "dirty": args.dirty, "seed": args.seed, "server_version": server,
               "stages": stages, "total_seconds": total, "copy_floor_seconds": floor,
               "runner_peak_rss_mib": report.get("runner_peak_rss_mib"), "exit_code": report["exit_code"],
-              "table": lines}
+              "duckdb": duck, "table": lines}
     path = out_dir / f"{stamp}-{args.rows}.json"
     path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(f"written to {path.relative_to(REPO_ROOT)}")
