@@ -58,6 +58,9 @@ WHERE
 -- One join adds new orders and updates changed ones: a changed order (new values, or
 -- the same values now from another record) takes the new values and lineage; an
 -- unchanged one keeps its row untouched.
+-- A first load builds the secondary indexes after the rows (sql/macros/versions.sql).
+{{ versions.drop_indexes_if_empty('stg.orders') }}
+
 MERGE INTO stg.orders AS o
 USING stg.model_orders AS b
     ON o.order_id = b.order_id
@@ -86,6 +89,8 @@ VALUES (
     b.source_event_id, b.file_sha256, b.line_number,
     current_setting('raw_to_ready.run_id'), transaction_timestamp()
 );
+
+{{ versions.restore_indexes('stg.orders') }}
 
 -- Fresh statistics for the features stage's plan.
 {{ versions.analyze_after_full_refresh('stg.orders') }}

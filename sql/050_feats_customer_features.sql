@@ -145,8 +145,12 @@ ANALYZE work.feature_rows;
     scope_from='work.feature_scope AS s',
     scope_where='h.customer_id = s.customer_id AND h.feature_time >= s.from_at') }}
 
+{{ versions.drop_indexes_if_empty('feats.customer_feature_history') }}
+
 {{ versions.add_changed('feats.customer_feature_history', 'work.feature_rows',
     ['customer_id', 'feature_time'], feature_columns | map('first') | list) }}
+
+{{ versions.restore_indexes('feats.customer_feature_history') }}
 
 -- Fresh statistics for the labels' and splits' plans.
 {{ versions.analyze_after_full_refresh('feats.customer_feature_history') }}

@@ -140,8 +140,12 @@ ANALYZE work.label_rows;
     scope_from='work.label_scope AS s',
     scope_where='h.customer_id = s.customer_id AND h.feature_time >= s.from_at AND h.feature_time <= s.until_at') }}
 
+{{ versions.drop_indexes_if_empty('feats.customer_label_history') }}
+
 {{ versions.add_changed('feats.customer_label_history', 'work.label_rows',
     ['customer_id', 'feature_time'], label_columns | map('first') | list) }}
+
+{{ versions.restore_indexes('feats.customer_label_history') }}
 
 {{ versions.analyze_after_full_refresh('feats.customer_label_history') }}
 {%- else %}

@@ -412,8 +412,12 @@ ANALYZE work.split_rows;
     scope_from='work.split_scope AS s',
     scope_where='h.customer_id = s.customer_id AND h.feature_time = s.feature_time') }}
 
+{{ versions.drop_indexes_if_empty('meta.dataset_split_history') }}
+
 {{ versions.add_changed('meta.dataset_split_history', 'work.split_rows',
     ['customer_id', 'feature_time'], ['split']) }}
+
+{{ versions.restore_indexes('meta.dataset_split_history') }}
 
 -- Fresh statistics after a full refresh: the training set's joins are planned from them.
 {{ versions.analyze_after_full_refresh('meta.dataset_split_history') }}

