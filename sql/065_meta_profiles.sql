@@ -13,6 +13,8 @@
 -- Quantiles are percentile_disc (values that occur). The PSI bins are the distinct deciles
 -- (p10 .. p90) as edges; a later run counts its own values in these same bins.
 SET LOCAL work_mem = '256MB';
+-- the sample's split and label rows are looked up by key, not scanned for
+{{ versions.index_friendly() }}
 
 DELETE FROM meta.profiles
 WHERE run_id = current_setting('raw_to_ready.run_id');
@@ -58,6 +60,8 @@ LEFT JOIN meta.dataset_split_history AS s
         AND f.feature_time = s.feature_time
         AND s.valid_to IS NULL
 WHERE f.valid_to IS NULL;
+
+ANALYZE profile_feature_rows;
 
 -- The batch's rows and nulls per column, exact (one scan).
 CREATE TEMPORARY TABLE profile_batch_counts ON COMMIT DROP AS
