@@ -371,25 +371,23 @@ def section_errors(report: dict[str, Any]) -> str:
     errors = report.get("errors") or []
     warnings = report.get("warnings") or []
     status = report.get("status")
+    anchors = check_anchors(report)
+
+    def items(messages: list[str], wrap: str) -> str:
+        """One list item per message, linked to its check's row when it is a check's."""
+        return "".join(
+            f"<li>{wrap.format(esc(m))}"
+            + (f' <a class="small" href="#{anchors[m][0]}">check <code>{esc(anchors[m][1])}</code></a>'
+               if m in anchors else "") + "</li>"
+            for m in messages)
+
     parts = []
     if errors:
         css = "err" if status == "error" else "bad"
         title = "Why the run stopped" if status == "error" else "Errors"
-        anchors = check_anchors(report)
-        items = "".join(
-            f"<li><pre>{esc(e)}</pre>"
-            + (f' <a class="small" href="#{anchors[e][0]}">check <code>{esc(anchors[e][1])}</code></a>'
-               if e in anchors else "") + "</li>"
-            for e in errors)
-        parts.append(f'<div class="box {css}" id="errors"><strong>{title}</strong><ul>{items}</ul></div>')
+        parts.append(f'<div class="box {css}" id="errors"><strong>{title}</strong><ul>{items(errors, "<pre>{}</pre>")}</ul></div>')
     if warnings:
-        anchors = check_anchors(report)
-        items = "".join(
-            f"<li>{esc(w)}"
-            + (f' <a class="small" href="#{anchors[w][0]}">check <code>{esc(anchors[w][1])}</code></a>'
-               if w in anchors else "") + "</li>"
-            for w in warnings)
-        parts.append(f'<div class="box warn" id="warnings"><strong>Warnings</strong><ul>{items}</ul></div>')
+        parts.append(f'<div class="box warn" id="warnings"><strong>Warnings</strong><ul>{items(warnings, "{}")}</ul></div>')
     return "".join(parts)
 
 

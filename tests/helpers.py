@@ -57,3 +57,18 @@ def query(url_or_conn: str | psycopg.Connection, sql: str, params: Any = None) -
         return url_or_conn.execute(sql, params).fetchall()
     with psycopg.connect(url_or_conn) as connection:
         return connection.execute(sql, params).fetchall()
+
+
+def assert_refused_before_data_work(project: Project, db_url: str, capsys: Any, expectations: dict[str, Any],
+                                    key: str) -> None:
+    """A broken expectations file stops the run with exit 2 and one message naming the file and
+    the key, before any data work: the database is not even migrated."""
+    from scripts.run import EXIT_USAGE, run_pipeline
+
+    project.write_csv("orders.csv", HEADER + "O1,C1,2024-01-01,1.00,completed\n")
+    code, report = run_pipeline(project.write_config(expectations=expectations), db_url, through="validate")
+    assert code == EXIT_USAGE, report["errors"]
+    assert len(report["errors"]) == 1
+    assert f"configs/pipeline_expectations.yaml: {key}:" in report["errors"][0]
+    assert key in capsys.readouterr().err
+    assert query(db_url, "SELECT to_regclass('raw.raw_events')") == [(None,)]

@@ -18,8 +18,8 @@ import psycopg
 import pytest
 
 from scripts import pgembed
-from scripts.run import EXIT_PASSED, EXIT_USAGE, EXIT_VALIDATION_FAILED, render_all, run_pipeline
-from tests.helpers import HEADER, query
+from scripts.run import EXIT_PASSED, EXIT_VALIDATION_FAILED, render_all, run_pipeline
+from tests.helpers import assert_refused_before_data_work, HEADER, query
 
 ORDERS = "data/raw/orders.csv"
 
@@ -528,10 +528,4 @@ def test_mostly_at_the_order_level_with_where(project, db_url):
 def test_broken_rules_are_refused_before_any_data_work(project, db_url, capsys, expectations, key):
     """Each broken rule stops the run with exit 2 and a message naming the file and the key,
     before the database is even migrated."""
-    project.write_csv("orders.csv", lines(["O1,C1,2024-01-01,1.00,completed"]))
-    code, report = validate(project.write_config(expectations=expectations), db_url)
-    assert code == EXIT_USAGE, report["errors"]
-    assert len(report["errors"]) == 1
-    assert f"configs/pipeline_expectations.yaml: {key}:" in report["errors"][0]
-    assert key in capsys.readouterr().err
-    assert query(db_url, "SELECT to_regclass('raw.raw_events')") == [(None,)]
+    assert_refused_before_data_work(project, db_url, capsys, expectations, key)

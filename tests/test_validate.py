@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from scripts.run import EXIT_PASSED, EXIT_USAGE, EXIT_VALIDATION_FAILED, run_pipeline
-from tests.helpers import HEADER, REPO_ROOT, UCI_DIR, query
+from scripts.run import EXIT_PASSED, EXIT_VALIDATION_FAILED, run_pipeline
+from tests.helpers import assert_refused_before_data_work, HEADER, REPO_ROOT, UCI_DIR, query
 
 ORDERS = "data/raw/orders.csv"
 
@@ -599,13 +599,7 @@ def test_failure_history_is_capped_per_check_but_the_count_is_exact(project, db_
 def test_broken_expectations_are_refused_before_any_data_work(project, db_url, capsys, expectations, key):
     """A broken expectations file stops the run with exit 2 and a message naming the file and
     key, before any data work: the database is not even migrated."""
-    project.write_csv("orders.csv", lines(["O1,C1,2024-01-01,1.00,completed"]))
-    code, report = validate(project.write_config(expectations=expectations), db_url)
-    assert code == EXIT_USAGE, report["errors"]
-    assert len(report["errors"]) == 1
-    assert f"configs/pipeline_expectations.yaml: {key}:" in report["errors"][0]
-    assert key in capsys.readouterr().err
-    assert query(db_url, "SELECT to_regclass('raw.raw_events')") == [(None,)]
+    assert_refused_before_data_work(project, db_url, capsys, expectations, key)
 
 
 # --- 8. the real UCI invoice lines ----------------------------------------------------------
