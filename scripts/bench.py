@@ -4,7 +4,9 @@
    same bytes) into data/bench/, unless that file is already there.
 2. Creates a throwaway database (on DATABASE_URL's server, or the embedded one) and runs the
    full pipeline on it in a child process, exactly as `make all` would.
-3. Measures the floor: a bare COPY of the same file into an unlogged table of text columns.
+3. Measures the floors: a bare COPY of the same file into an unlogged table of text columns,
+   and the statement that bounds each stage, run bare on the rows the pipeline wrote
+   (scripts/bench_floors.py).
 4. Runs the comparator: DuckDB in-process doing the same stages on the same file
    (scripts/bench_duckdb.py; requirements-bench.txt), and checks that its features agree.
 5. Prints per-stage seconds and rows/s beside DuckDB's, the ratio (issue 10's goal: a full
@@ -29,7 +31,7 @@ import psycopg
 import yaml
 from psycopg import sql
 
-from scripts import generate_orders, pgembed
+from scripts import bench_floors, generate_orders, pgembed
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 COLUMNS = ["order_id", "customer_id", "order_ts", "amount", "status"]
@@ -48,7 +50,8 @@ def dataset(rows: int, dirty: bool, seed: int) -> Path:
 
 
 def copy_floor(url: str, path: Path) -> float:
-    """Seconds for a bare COPY of the file into an unlogged table of text columns."""
+    """Seconds for a bare COPY of the file into an unlogged table of text columns (left in
+    public.bench_copy_floor for the ingest floor)."""
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("CREATE UNLOGGED TABLE public.bench_copy_floor ("
                      + ", ".join(f"{c} text" for c in COLUMNS) + ")")
@@ -58,7 +61,7 @@ def copy_floor(url: str, path: Path) -> float:
                 while chunk := handle.read(1 << 20):
                     copy.write(chunk)
         seconds = time.perf_counter() - started
-        conn.execute("DROP TABLE public.bench_copy_floor")
+        conn.execute("ANALYZE public.bench_copy_floor")
     return seconds
 
 
@@ -114,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         report = run_pipeline(url, data, out_dir)
         floor = copy_floor(url, data)
+        print("what bounds each stage: its core statement, bare, on the same rows", flush=True)
+        floors = bench_floors.measure(url) if report["exit_code"] == 0 else []
         with psycopg.connect(url) as conn:
             server = conn.execute("SHOW server_version").fetchone()[0]
             sums = conn.execute("SELECT sum(orders_7d), sum(orders_30d), round(sum(revenue_30d), 2)"
@@ -127,10 +132,13 @@ def main(argv: list[str] | None = None) -> int:
     total = sum(s["seconds"] or 0 for s in stages)
     duck_seconds = {s["stage"]: s["seconds"] for s in duck["stages"]} if duck else {}
     duck_total = sum(duck_seconds.values())
+    floor_seconds: dict[str, float] = {}
+    for f in floors:  # a stage's floors nest: the largest bounds it
+        floor_seconds[f["stage"]] = max(floor_seconds.get(f["stage"], 0), f["seconds"])
     lines = [
         f"raw-to-ready benchmark: {args.rows:,} {'dirty' if args.dirty else 'clean'} orders, "
         f"PostgreSQL {server}, {os.cpu_count()} cores" + (f"; DuckDB {duck['version']} in-process" if duck else ""),
-        f"{'stage':<10} {'status':<7} {'rows':>12} {'seconds':>9} {'rows/s':>12}"
+        f"{'stage':<10} {'status':<7} {'rows':>12} {'seconds':>9} {'rows/s':>12} {'floor s':>8}"
         + (f" {'DuckDB s':>9} {'ratio':>7}" if duck else ""),
     ]
     for stage in stages:
@@ -140,11 +148,17 @@ def main(argv: list[str] | None = None) -> int:
         rows = f"{stage['rows']:>12,}" if stage["rows"] is not None else f"{'':>12}"
         theirs = duck_seconds.get(stage["stage"])
         versus = (f" {theirs:>9.2f} {stage['seconds'] / theirs:>6.1f}x" if theirs else f" {'-':>9} {'':>7}") if duck else ""
-        lines.append(f"{stage['stage']:<10} {stage['status']:<7} {rows} {stage['seconds']:>9.2f} {rate}{versus}")
+        # ingest's floor is the COPY plus building the payloads
+        bound = floor_seconds.get(stage["stage"], 0) + (floor if stage["stage"] == "ingest" and floors else 0)
+        bound_text = f" {bound:>8.2f}" if bound else f" {'':>8}"
+        lines.append(f"{stage['stage']:<10} {stage['status']:<7} {rows} {stage['seconds']:>9.2f} {rate}{bound_text}{versus}")
     lines += [
         f"{'total':<10} {report['status']:<7} {args.rows:>12,} {total:>9.2f} {args.rows / total:>12,.0f}"
+        + f" {floor + sum(floor_seconds.values()):>8.2f}"
         + (f" {duck_total:>9.2f} {total / duck_total:>6.1f}x" if duck else ""),
         f"COPY floor (bare COPY into an unlogged text table): {floor:.2f} s; pipeline / floor = {total / floor:.1f}x",
+        "floor s: the stage's core statement run bare on the same rows (scripts/bench_floors.py):",
+        *[f"  {f['stage']:<9} {f['seconds']:6.2f} s  {f['floor']}" for f in floors],
         f"runner peak RSS: {report.get('runner_peak_rss_mib')} MiB",
         f"wall time with start-up: {report['wall_seconds']:.2f} s; exit code {report['exit_code']}",
     ]
@@ -157,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     result = {"rows": args.rows, "dirty": args.dirty, "seed": args.seed, "server_version": server,
               "stages": stages, "total_seconds": total, "copy_floor_seconds": floor,
+              "floors": floors,
               "runner_peak_rss_mib": report.get("runner_peak_rss_mib"), "exit_code": report["exit_code"],
               "duckdb": duck, "table": lines}
     path = out_dir / f"{stamp}-{args.rows}.json"
