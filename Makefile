@@ -24,7 +24,7 @@ RUN := $(PY) -m scripts.run --config $(CONFIG) $(RUN_ARGS)
 
 .DEFAULT_GOAL := help
 .PHONY: help all install db-up db-stop psql migrate roles ingest validate model stage features splits retrieve export train render \
-	report lint chromium test test-suites bench bench-incremental bench-export demo-dirty demo-uci clean distclean
+	report lint chromium test test-suites bench bench-incremental bench-export citus-up citus-down demo-dirty demo-uci clean distclean
 
 help: ## List the targets (the default)
 	@echo "raw-to-ready: make <target> [CONFIG=configs/pipeline.yaml] [DATABASE_URL=...]"
@@ -129,6 +129,12 @@ bench-incremental: install ## Benchmark a daily run against the full run (ROWS=1
 bench-export: install ## Benchmark export (and train: BENCH_ARGS=--train) on ROWS generated orders
 	$(PY) -m scripts.bench_export --rows $(ROWS) $(BENCH_ARGS)
 
+citus-up: install ## Build Citus once (.citus/), start a coordinator and two workers on localhost, print the URL
+	$(PY) -m scripts.citus_cluster up
+
+citus-down: install ## Stop the local Citus cluster (its data stays in .citus/)
+	$(PY) -m scripts.citus_cluster down
+
 demo-dirty: install ## Run the bundled dirty sample: the gate fails on purpose (runner exit 1)
 	$(PY) -m scripts.run --config configs/pipeline_dirty.yaml
 
@@ -140,5 +146,6 @@ clean: ## Remove generated artifacts (reports, rendered SQL, runs, benchmark dat
 	find artifacts -mindepth 1 -not -name .gitkeep -delete
 	rm -rf data/bench
 
-distclean: clean db-stop ## Also stop and delete the embedded database and .venv
-	rm -rf .pgdata $(VENV)
+distclean: clean db-stop ## Also stop and delete the embedded database, the Citus cluster and .venv
+	-$(PY) -m scripts.citus_cluster down
+	rm -rf .pgdata .citus $(VENV)

@@ -448,7 +448,7 @@ def land_kept_columns(conn: psycopg.Connection, source: dict[str, Any], rendered
     the kept columns, and Python still never looks at a row."""
     run("011_raw_landing_lines.sql")
     for name, value in csv_settings(source).items():  # until the transaction ends
-        conn.execute("SELECT set_config(%s, %s, true)", (name, value))
+        conn.execute("SELECT meta.set_run_setting(%s, %s)", (name, value))
     with conn.cursor() as cur:
         copy_content(cur, lines_copy_statement(source), source, escape_text=True)
     name = "012_raw_landing_records.sql"

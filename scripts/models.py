@@ -84,8 +84,8 @@ def check_contract(conn: psycopg.Connection, models: list[dict[str, Any]]) -> No
     for model in models:
         try:
             with conn.transaction(force_rollback=True), conn.cursor() as cur:
-                cur.execute("SELECT set_config('raw_to_ready.run_id', 'contract-check', true),"
-                            " set_config('raw_to_ready.work_files', '', true)")
+                cur.execute("SELECT meta.set_run_setting('raw_to_ready.run_id', 'contract-check'),"
+                            " meta.set_run_setting('raw_to_ready.work_files', '')")
                 # planned and described, not run: LIMIT 0 reads no row
                 cur.execute(f"SELECT * FROM (\n{model['sql']}\n) AS m LIMIT 0")  # noqa: S608 - rendered SQL
                 returned = {

@@ -149,7 +149,7 @@ def save_sql(run: Run, name: str, text: str, suffix: str = "") -> Path:
 def set_run_settings(conn: psycopg.Connection, settings: dict[str, str]) -> None:
     """Transaction-local settings the SQL reads with current_setting('raw_to_ready.*')."""
     for key, value in settings.items():
-        conn.execute("SELECT set_config(%s, %s, true)", (f"raw_to_ready.{key}", value))
+        conn.execute("SELECT meta.set_run_setting(%s, %s)", (f"raw_to_ready.{key}", value))
 
 
 @contextmanager
@@ -224,7 +224,7 @@ def stage_ingest(run: Run, stage: str = "ingest") -> None:
                 source["ingested_rows"] = added
                 total += added
             if total:
-                run.conn.execute("SELECT set_config('raw_to_ready.ingested_rows', %s, true)", (str(total),))
+                run.conn.execute("SELECT meta.set_run_setting('raw_to_ready.ingested_rows', %s)", (str(total),))
                 name = "025_raw_events_analyze.sql"
                 text = sqltemplate.render(name, {})
                 execute_sql(run.conn, name, text, save_sql(run, name, text))

@@ -21,7 +21,7 @@ WHERE run_id = current_setting('raw_to_ready.run_id');
 
 -- The share of the feature history's pages to sample: about sample_rows rows (reltuples is
 -- -1 before the table's first ANALYZE: then every page).
-SELECT set_config(
+SELECT meta.set_run_setting(
     'raw_to_ready.profile_sample_percent',
     (
         SELECT
@@ -31,8 +31,7 @@ SELECT set_config(
             END
         FROM pg_catalog.pg_class AS c
         WHERE c.oid = 'feats.customer_feature_history'::regclass
-    )::text,
-    TRUE
+    )::text
 );
 
 -- A repeatable sample of the history's pages (a function: sqlfluff cannot parse TABLESAMPLE).
@@ -77,13 +76,12 @@ FROM stg.model_orders AS o;
 -- The share of the batch's orders whose amounts are profiled (quantiles, bins): every order
 -- up to sample_rows, else a sample of about that many, by a hash of the order id (an order
 -- is always in or always out).
-SELECT set_config(
+SELECT meta.set_run_setting(
     'raw_to_ready.profile_batch_share',
     (
         SELECT least(1, {{ profile.sample_rows | literal }}::float8 / greatest(c.row_count, 1))
         FROM profile_batch_counts AS c
-    )::text,
-    TRUE
+    )::text
 );
 
 -- Every profiled number in one long table: (subject, column, split, measure). Scratch, in

@@ -59,14 +59,13 @@ nullif({{ trimmed(field(check)) }}, '') IS NOT NULL
     there); a comparison with it then stops a run without one (the DBA route before its
     INSERT INTO meta.runs) with a message naming it. -#}
 {%- macro remember_run_start() -%}
-SELECT set_config(
+SELECT meta.set_run_setting(
     'raw_to_ready.run_started_at',
     coalesce((
         SELECT r.started_at::text
         FROM meta.runs AS r
         WHERE r.run_id = current_setting('raw_to_ready.run_id')
-    ), ''),
-    TRUE
+    ), '')
 );
 {%- endmacro -%}
 
