@@ -17,7 +17,7 @@ and run as root), and the wheel's -Wmissing-variable-declarations removed from P
 12's gcc rejects it). A stamp records the tarball's sha256: a second `up` starts in seconds.
 
 Nodes: initdb'd data directories in .citus/nodes/<node>/, listening on 127.0.0.1 only (ports
-CITUS_PORT, +1, +2; 9700 by default) with trust authentication for local connections, which
+CITUS_PORT, +1, +2 when they are first set up; 9700 by default) with trust authentication for local connections, which
 is right for a throwaway cluster on one machine and nothing else. As root they run as the
 unprivileged user the embedded server uses (pgserver): PostgreSQL refuses to run as root.
 """
@@ -78,6 +78,13 @@ class ClusterError(RuntimeError):
 
 
 def port_of(node: str) -> int:
+    """The node's port: as its data directory was set up (CITUS_PORT then), else CITUS_PORT's."""
+    conf = NODES_DIR / node / "postgresql.conf"
+    if conf.exists():
+        ports = [line.split("=", 1)[1].strip().strip("'") for line in conf.read_text(encoding="utf-8").splitlines()
+                 if line.startswith("port = ")]
+        if ports:
+            return int(ports[-1])
     return BASE_PORT + NODES.index(node)
 
 

@@ -96,6 +96,8 @@ class PipelineConfig:
     labels: dict[str, Any] | None = None  # None: no labels stage output, no purge
     retention: dict[str, Any] = field(default_factory=lambda: {"versions": 3})
     alerts: dict[str, Any] = field(default_factory=lambda: dict(ALERT_DEFAULTS))
+    # None: one server; {"kind": "citus", "shard_count": N}: tables distributed (issue 11)
+    distribution: dict[str, Any] | None = None
     notes: list[str] = field(default_factory=list)  # printed at the start of a run
 
     @property
@@ -145,7 +147,7 @@ def load(config_path: str | Path) -> PipelineConfig:
     path = Path(config_path)
     raw = _load_yaml(path)
     known = {"sources", "columns", "expectations", "staging", "features", "labels", "splits", "validation",
-             "retention", "alerts", "db"}
+             "retention", "alerts", "distribution", "db"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ConfigError(path, unknown[0], f"unknown key (known: {', '.join(sorted(known))})")
@@ -175,6 +177,7 @@ def load(config_path: str | Path) -> PipelineConfig:
     }
 
     alerts = _alerts(path, raw)
+    distribution = _distribution(path, raw)
 
     exp_name = raw.get("expectations", "configs/expectations.yaml")
     if not isinstance(exp_name, str):
@@ -193,6 +196,7 @@ def load(config_path: str | Path) -> PipelineConfig:
         labels=labels,
         retention=retention,
         alerts=alerts,
+        distribution=distribution,
         notes=notes,
     )
     models = {f.source_name: f.model for f in files}
@@ -399,6 +403,20 @@ def _alerts(path: Path, raw: dict[str, Any]) -> dict[str, Any]:
     if attempts > ALERT_MAX_ATTEMPTS:
         raise ConfigError(path, "alerts.attempts", f"must be at most {ALERT_MAX_ATTEMPTS}, got {attempts}")
     return {"webhook_url": url, "on_warning": on_warning, "timeout_seconds": timeout, "attempts": attempts}
+
+
+def _distribution(path: Path, raw: dict[str, Any]) -> dict[str, Any] | None:
+    """distribution: {kind: citus, shard_count: N}: the derived tables sharded by customer over
+    Citus workers (README: Scale-out); absent or kind: none, one server."""
+    if raw.get("distribution") is None:
+        return None
+    distribution = _mapping(path, raw, "distribution", {"kind", "shard_count"})
+    kind = distribution.get("kind", "none")
+    if kind not in ("none", "citus"):
+        raise ConfigError(path, "distribution.kind", f"must be citus or none, got {kind!r}")
+    if kind == "none":
+        return None
+    return {"kind": kind, "shard_count": _int(path, "distribution.shard_count", distribution.get("shard_count", 8), 1)}
 
 
 SEED_SPLIT_NAMES = {"train_ratio": "train", "val_ratio": "val", "test_ratio": "test"}

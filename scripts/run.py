@@ -30,7 +30,7 @@ from typing import Any
 import psycopg
 
 from scripts import config as config_mod
-from scripts import ingest, migrate, models, pgembed, profiles, report as report_mod, roles, sourcecache, sqltemplate, versions
+from scripts import distribution, ingest, migrate, models, pgembed, profiles, report as report_mod, roles, sourcecache, sqltemplate, versions
 from scripts.sqlexec import StageError, execute_sql
 from scripts.versions import NeedsFullRefresh, sha256_text
 from scripts.config import ConfigError, PipelineConfig
@@ -41,6 +41,7 @@ STAGES = ["migrate", "ingest", "validate", "model", "stage", "features", "labels
 
 # The post-ingest stages and the files each executes, in order.
 STAGE_FILES = {
+    "migrate": ["005_distribute_tables.sql"],  # after the migrations: Citus tables, with distribution
     "validate": ["030_validate_expectations.sql", "033_validate_quarantine.sql", "035_validate_failures.sql"],
     "model": ["037_model_orders.sql", "038_validate_orders.sql"],
     "stage": ["040_stg_orders.sql", "041_stg_order_changes.sql"],
@@ -118,6 +119,7 @@ def template_context(config: PipelineConfig, sources: list[dict[str, Any]]) -> d
         "labels": config.labels,
         "splits": config.splits,
         "retention": config.retention,
+        "distribution": config.distribution,
         # the value columns of the versioned feature and label rows, with their types
         "feature_columns": [(f"{kind}_{days}d", kind_type) for days in config.features["windows_days"]
                             for kind, kind_type in (("orders", "bigint"), ("revenue", "numeric"))]
@@ -199,6 +201,9 @@ def stage_migrate(run: Run, stage: str = "migrate") -> None:
     with stage_timer(run, "migrate") as record:
         applied = migrate.apply_pending(run.conn, log=log)
         record["rows"] = len(applied)
+        with run.conn.transaction():
+            for name, text in render_stage(run.config, "migrate", run.sources):
+                execute_sql(run.conn, name, text, save_sql(run, name, text))
         # this run holds the lock: a run still marked running was killed
         run.conn.execute("UPDATE meta.runs SET status = 'error', finished_at = now() WHERE status = 'running'")
         run.conn.execute(
@@ -276,8 +281,10 @@ def run_files(run: Run, stage: str, record: dict[str, Any]) -> None:
         digests.append(sha256_text(text))
         results += execute_sql(run.conn, name, text, path)
         if stage == "stage" and name.startswith("040"):
-            # orders added, changed or removed (041 is bookkeeping): an unchanged re-run reports 0
-            record["rows"] = sum(rows for command, rows in results if command in ("DELETE", "MERGE"))
+            # orders removed, changed or added (its first INSERT and 041 are bookkeeping): an
+            # unchanged re-run reports 0
+            inserted = [rows for command, rows in results if command == "INSERT"][1:]
+            record["rows"] = sum(rows for command, rows in results if command in ("DELETE", "UPDATE")) + sum(inserted)
     if stage != "stage":
         # the table a stage builds is its largest statement
         record["rows"] = max((rows for _, rows in results), default=0)
@@ -462,6 +469,8 @@ def run_pipeline(
 def in_stage(run: Run | None, message: str) -> str:
     """A runtime error names the stage it stopped; the next run starts that stage over."""
     failed = [s["stage"] for s in (run.stages if run else []) if s["status"] == "error"]
+    if failed and run and run.config.distribution:
+        message += distribution.describe_failure(run.conn)
     if failed and run and run.conn.broken:
         message += ("\n  the connection to PostgreSQL was lost (did the server stop?): the stage's transaction "
                     "was rolled back; run again once the server is up")

@@ -25,7 +25,9 @@ def execute_sql(
             cur.execute(text.encode("utf-8"))
             while True:
                 command = (cur.statusmessage or "").split(" ")[0]
-                results.append((command, max(cur.rowcount or 0, 0)))
+                # a statement that returns rows (a plain SELECT: meta.set_run_setting's) wrote none
+                written = 0 if cur.description is not None else max(cur.rowcount or 0, 0)
+                results.append((command, written))
                 if not cur.nextset():
                     break
     except psycopg.Error as exc:

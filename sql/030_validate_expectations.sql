@@ -14,11 +14,11 @@
 {%- set key_columns = ([columns.order_id] + unique_columns) | unique(case_sensitive=true) | list %}
 -- Both passes run as CREATE TABLE AS so that PostgreSQL can scan with parallel
 -- workers (an INSERT ... SELECT never runs in parallel).
-SET LOCAL work_mem = '256MB';
+SELECT meta.set_run_setting('work_mem', '256MB');
 -- Dates are parsed as staging will parse them, never by the server's DateStyle, and naive
 -- timestamps (a timestamp range's values) are read in the source's time zone, as staging does.
-SET LOCAL datestyle = {{ ('ISO, ' ~ staging.date_order) | literal }};
-SET LOCAL timezone = {{ staging.source_timezone | literal }};
+SELECT meta.set_run_setting('datestyle', {{ ('ISO, ' ~ staging.date_order) | literal }});
+SELECT meta.set_run_setting('timezone', {{ staging.source_timezone | literal }});
 -- the run's start, for a range relative to now
 {{ rules.remember_run_start() }}
 

@@ -12,8 +12,8 @@
 {%- set quarantine_checks = checks | selectattr('action', 'equalto', 'quarantine') | list %}
 -- Dates are parsed as staging will parse them, never by the server's DateStyle, and naive
 -- timestamps in the source's time zone (as 030 counted them).
-SET LOCAL datestyle = {{ ('ISO, ' ~ staging.date_order) | literal }};
-SET LOCAL timezone = {{ staging.source_timezone | literal }};
+SELECT meta.set_run_setting('datestyle', {{ ('ISO, ' ~ staging.date_order) | literal }});
+SELECT meta.set_run_setting('timezone', {{ staging.source_timezone | literal }});
 -- the run's start, for a range relative to now
 {{ rules.remember_run_start() }}
 

@@ -1,4 +1,5 @@
 {%- import 'macros/versions.sql' as versions -%}
+{%- import 'macros/distribution.sql' as dist with context -%}
 -- Runs every source's model over its batch and keeps the orders they produce in
 -- stg.model_orders, for the order-level checks (038) and the merge into stg.orders (040).
 -- grain: one row per order a source model produced in this run
@@ -12,17 +13,16 @@
 -- and the runner runs the gates again as a full refresh.
 -- Naive source timestamps are read in the configured source time zone; timestamps
 -- with an explicit offset keep it. Either way order_at is an absolute instant.
-SET LOCAL timezone = {{ staging.source_timezone | literal }};
+SELECT meta.set_run_setting('timezone', {{ staging.source_timezone | literal }});
 -- Ambiguous dates (01/02/2024) are read in the configured order, never the server's.
-SET LOCAL datestyle = {{ ('ISO, ' ~ staging.date_order) | literal }};
+SELECT meta.set_run_setting('datestyle', {{ ('ISO, ' ~ staging.date_order) | literal }});
 -- Casting, sorting and grouping a million records wants memory, not temporary files.
-SET LOCAL work_mem = '512MB';
-
-DROP TABLE IF EXISTS stg.model_orders;
+SELECT meta.set_run_setting('work_mem', '512MB');
 
 -- Unlogged: rebuilt by every run from raw.raw_events. CREATE TABLE AS (not INSERT) so
--- that PostgreSQL may scan and cast the batch with parallel workers.
-CREATE UNLOGGED TABLE stg.model_orders AS
+-- that PostgreSQL may scan and cast the batch with parallel workers (on Citus: sharded
+-- like stg.orders, by customer_key).
+{% call dist.scratch_table('stg.model_orders', 'customer_key') -%}
 {%- for model in models %}
 -- source {{ model.source_name }}: the model {{ model.path }}
 SELECT
@@ -36,14 +36,17 @@ SELECT
     m.source_event_id::bigint AS source_event_id,
     m.file_sha256::text COLLATE "C" AS file_sha256,  -- noqa: RF01, RF03
     m.line_number::bigint AS line_number,
-    current_setting('raw_to_ready.run_id')::text AS run_id
+    current_setting('raw_to_ready.run_id')::text AS run_id,
+    -- stg.orders' customer_key (V016): the customer, or the order when it has none
+    coalesce(m.customer_id::text, m.order_id::text, '') COLLATE "C" AS customer_key  -- noqa: RF01, RF03
 FROM (
     {{ model.sql | indent(4) }}
 ) AS m
 {%- if not loop.last %}
 UNION ALL
 {%- endif %}
-{%- endfor %};
+{%- endfor %}
+{%- endcall %}
 
 COMMENT ON TABLE stg.model_orders IS
 'The orders the source models produced in the latest run, checked by the order-level rules '
@@ -60,11 +63,23 @@ DECLARE
     repeated record;
 BEGIN
     IF NOT {{ versions.full_refresh() }} THEN
+{% if distribution %}
+        -- Citus: the batch's order ids, found once and sent to every shard, which looks
+        -- them up in its order id index (orders are sharded by customer, and an order's
+        -- customer may have changed)
+        SELECT o.order_id, o.file_sha256 INTO repeated
+        FROM stg.orders AS o
+        WHERE
+            o.order_id IN (SELECT b.order_id FROM stg.model_orders AS b)
+            AND o.file_sha256 <> ALL({{ versions.removed_files() }})
+        LIMIT 1;
+{% else %}
         SELECT b.order_id, o.file_sha256 INTO repeated
         FROM stg.model_orders AS b
         INNER JOIN stg.orders AS o ON b.order_id = o.order_id
         WHERE o.file_sha256 <> ALL({{ versions.removed_files() }})
         LIMIT 1;
+{% endif %}
         IF FOUND THEN
             RAISE EXCEPTION 'order % of a new file is staged already (from file %)',
                 repeated.order_id, repeated.file_sha256

@@ -9,8 +9,7 @@
 -- settings: raw_to_ready.run_id
 -- With no order-level rule (the default model's orders meet the contract by
 -- construction) this file sets a setting and nothing else.
-SET LOCAL work_mem = '256MB';
-
+SELECT meta.set_run_setting('work_mem', '256MB');
 {% if order_checks %}
 {%- set row_checks = order_checks | rejectattr('rule', 'in', ['min_rows', 'max_rows']) | list %}
 {%- set domain_checks = order_checks | selectattr('has_domain', 'defined') | selectattr('has_domain') | list %}

@@ -1,4 +1,4 @@
-{%- import 'macros/versions.sql' as versions -%}
+{%- import 'macros/versions.sql' as versions with context -%}
 -- Merges the orders the source models produced (stg.model_orders, checked by 038) into
 -- stg.orders: adds new orders, updates changed ones, removes those no named file holds;
 -- an unchanged order is left as it is. 041 logs what changed for the derived layers.
@@ -13,8 +13,7 @@
 -- model order is new, or replaces an order of a removed file; and the orders that leave
 -- are those of the removed files that no new file holds (a removed file holds only its
 -- own orders: V012, scripts/versions.py).
-SET LOCAL work_mem = '512MB';
-
+SELECT meta.set_run_setting('work_mem', '512MB');
 -- Incremental: the orders of the removed files are about to leave or change, so each of
 -- their customers must be recomputed from the earliest of them (041 adds the new side).
 -- Logged before they change, and kept until the version is published.
@@ -40,7 +39,7 @@ WHERE
     AND NOT EXISTS (
         SELECT 1
         FROM stg.model_orders AS b
-        WHERE b.order_id = o.order_id
+        WHERE b.customer_key = o.customer_key AND b.order_id = o.order_id
     );
 
 -- On a full refresh, orders that are in no file the config names any more leave staging:
@@ -52,43 +51,58 @@ WHERE
     AND NOT EXISTS (
         SELECT 1
         FROM stg.model_orders AS b
-        WHERE b.order_id = o.order_id
+        WHERE b.customer_key = o.customer_key AND b.order_id = o.order_id
     );
 
--- One join adds new orders and updates changed ones: a changed order (new values, or
--- the same values now from another record) takes the new values and lineage; an
--- unchanged one keeps its row untouched.
+-- An order is matched by (customer_key, order_id), the key of its shard on Citus: an
+-- order whose customer changed left above (its old customer's key is not in the batch)
+-- and comes back below under the new one. A changed order (new values, or the same values
+-- now from another record) takes the new values and lineage; an unchanged one keeps its
+-- row untouched. (Two statements, not a MERGE: Citus runs each on the shards, and refuses
+-- a MERGE that reads the run's settings.)
+UPDATE stg.orders AS o
+SET
+    customer_id = b.customer_id,
+    order_at = b.order_at,
+    amount = b.amount,
+    status = b.status,
+    source_event_id = b.source_event_id,
+    file_sha256 = b.file_sha256,
+    line_number = b.line_number,
+    staged_run_id = current_setting('raw_to_ready.run_id'),
+    staged_at = transaction_timestamp()
+FROM stg.model_orders AS b
+WHERE
+    o.customer_key = b.customer_key
+    AND o.order_id = b.order_id
+    AND (o.customer_id, o.order_at, o.amount, o.status, o.source_event_id)
+    IS DISTINCT FROM (b.customer_id, b.order_at, b.amount, b.status, b.source_event_id);
+
 -- A first load builds the secondary indexes after the rows (sql/macros/versions.sql).
 {{ versions.drop_indexes_if_empty('stg.orders') }}
 
-MERGE INTO stg.orders AS o
-USING stg.model_orders AS b
-    ON o.order_id = b.order_id
-WHEN MATCHED
-AND (o.customer_id, o.order_at, o.amount, o.status, o.source_event_id)
-IS DISTINCT FROM (b.customer_id, b.order_at, b.amount, b.status, b.source_event_id)
-THEN
-    UPDATE
-        SET
-            customer_id = b.customer_id,
-            order_at = b.order_at,
-            amount = b.amount,
-            status = b.status,
-            source_event_id = b.source_event_id,
-            file_sha256 = b.file_sha256,
-            line_number = b.line_number,
-            staged_run_id = current_setting('raw_to_ready.run_id'),
-            staged_at = transaction_timestamp()
-WHEN NOT MATCHED
-THEN INSERT (
-    order_id, customer_id, order_at, amount, status,
+INSERT INTO stg.orders (
+    order_id, customer_id, customer_key, order_at, amount, status,
     source_event_id, file_sha256, line_number, staged_run_id, staged_at
 )
-VALUES (
-    b.order_id, b.customer_id, b.order_at, b.amount, b.status,
-    b.source_event_id, b.file_sha256, b.line_number,
-    current_setting('raw_to_ready.run_id'), transaction_timestamp()
-);
+SELECT
+    b.order_id,
+    b.customer_id,
+    b.customer_key,
+    b.order_at,
+    b.amount,
+    b.status,
+    b.source_event_id,
+    b.file_sha256,
+    b.line_number,
+    current_setting('raw_to_ready.run_id') AS staged_run_id,
+    transaction_timestamp() AS staged_at
+FROM stg.model_orders AS b
+WHERE NOT EXISTS (
+        SELECT 1
+        FROM stg.orders AS o
+        WHERE o.customer_key = b.customer_key AND o.order_id = b.order_id
+    );
 
 {{ versions.restore_indexes('stg.orders') }}
 

@@ -1,5 +1,6 @@
 {%- import 'macros/orders.sql' as counted -%}
-{%- import 'macros/versions.sql' as versions -%}
+{%- import 'macros/versions.sql' as versions with context -%}
+{%- import 'macros/distribution.sql' as dist with context -%}
 -- Brings the point-in-time customer features up to date with stg.orders, as rows of the
 -- version this run writes (published by 070; readers see feats.customer_features).
 -- grain: one row per (customer_id, feature_time), feature_time being an instant at which
@@ -21,13 +22,13 @@
 -- previous order, so those orders are read too. A full refresh recomputes every row.
 -- Either way only the rows that differ from the current ones are written.
 -- Days are 24-hour days: the frames are computed in UTC, whatever the session's zone.
-SET LOCAL timezone = 'UTC';
+SELECT meta.set_run_setting('timezone', 'UTC');
 -- The window sort of a million instants fits in memory.
-SET LOCAL work_mem = '512MB';
+SELECT meta.set_run_setting('work_mem', '512MB');
 -- The instants (one row per customer and order time: about one per order) are grouped by
 -- sorting, in the order the windows need: the planner, which expects far fewer groups,
 -- would build a hash table of 400 MB and then sort its output anyway (1.1 s at 1M).
-SET LOCAL enable_hashagg = off;
+SELECT meta.set_run_setting('enable_hashagg', 'off');
 {{ versions.index_friendly() }}
 
 CREATE TABLE IF NOT EXISTS feats.customer_feature_history (
@@ -52,12 +53,14 @@ ON feats.customer_feature_history (valid_from);
 CREATE INDEX IF NOT EXISTS customer_feature_history_valid_to_idx
 ON feats.customer_feature_history (valid_to) WHERE valid_to IS NOT NULL;
 
+-- On Citus: sharded by customer with its indexes (created above while the table was local:
+-- Citus cannot create an index from inside a multi-statement file)
+{{ dist.distribute('feats.customer_feature_history', 'customer_id') }}
+
 {{ versions.discard_unpublished('feats.customer_feature_history') }}
 
 -- The customers to recompute and the instant from which (none on a full refresh).
-DROP TABLE IF EXISTS work.feature_scope;
-
-CREATE UNLOGGED TABLE work.feature_scope AS
+{% call dist.scratch_table('work.feature_scope', 'customer_id') -%}
 SELECT
     c.customer_id,
     min(c.changed_at) AS from_at
@@ -66,7 +69,8 @@ WHERE
     NOT {{ versions.full_refresh() }}
     AND c.version_number > {{ versions.published() }}
     AND c.customer_id IS NOT NULL
-GROUP BY c.customer_id;
+GROUP BY c.customer_id
+{%- endcall %}
 
 ALTER TABLE work.feature_scope ADD PRIMARY KEY (customer_id);
 
@@ -74,24 +78,25 @@ ANALYZE work.feature_scope;
 
 -- The rows as they should be: every row on a full refresh, else the scope's rows.
 -- Unlogged (scratch) and CREATE TABLE AS, so that a full refresh may scan in parallel.
-DROP TABLE IF EXISTS work.feature_rows;
-
-CREATE UNLOGGED TABLE work.feature_rows AS
+-- Orders are read by customer_key, which is the customer of every order that has one
+-- (V016): on Citus it is what places them on the customer's shard; the equality on
+-- customer_id beside it lets one server use the (customer_id, order_at) index.
+{% call dist.scratch_table('work.feature_rows', 'customer_id') -%}
 WITH {{ counted.order_instants(features, '(
-        SELECT a.customer_id, a.order_at, a.amount, a.status
+        SELECT a.customer_key AS customer_id, a.order_at, a.amount, a.status
         FROM stg.orders AS a
-        WHERE ' ~ versions.full_refresh() ~ '
+        WHERE ' ~ versions.full_refresh() ~ ' AND a.customer_id IS NOT NULL
         UNION ALL
-        SELECT a.customer_id, a.order_at, a.amount, a.status
+        SELECT a.customer_key AS customer_id, a.order_at, a.amount, a.status
         FROM work.feature_scope AS s
         CROSS JOIN LATERAL (
             SELECT max(p.order_at) AS previous_at
             FROM stg.orders AS p
-            WHERE p.customer_id = s.customer_id AND p.order_at < s.from_at
+            WHERE p.customer_key = s.customer_id AND p.customer_id = s.customer_id AND p.order_at < s.from_at
                 AND ' ~ counted.counts('p', features) ~ '
         ) AS previous
         INNER JOIN stg.orders AS a
-            ON a.customer_id = s.customer_id
+            ON a.customer_key = s.customer_id AND a.customer_id = s.customer_id
             AND a.order_at >= least(
                 s.from_at - ' ~ ((features.windows_days | max) * 24 ~ ' hours') | literal ~ '::interval,
                 previous.previous_at
@@ -133,7 +138,8 @@ SELECT
 FROM windowed AS w
 LEFT JOIN work.feature_scope AS s ON w.customer_id = s.customer_id
 -- the rows read only to fill the frames are not the scope's
-WHERE {{ versions.full_refresh() }} OR w.feature_time >= s.from_at;
+WHERE {{ versions.full_refresh() }} OR w.feature_time >= s.from_at
+{%- endcall %}
 
 ALTER TABLE work.feature_rows ADD PRIMARY KEY (customer_id, feature_time);
 

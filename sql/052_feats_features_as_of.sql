@@ -29,6 +29,13 @@
 --     ARRAY['C001', 'C002'], ARRAY['2025-12-08 10:00+00', '2026-01-01 00:00+00']::timestamptz[]);
 
 -- The return columns follow features.windows_days, and CREATE OR REPLACE cannot change them.
+{%- if distribution %}
+-- Citus: the function is created on the coordinator only, where `make retrieve` calls it
+-- (creating it on the workers too would need this transaction's earlier statements to
+-- have used one connection per worker).
+SELECT set_config('citus.enable_ddl_propagation', 'off', TRUE);
+{%- endif %}
+
 DROP FUNCTION IF EXISTS feats.features_as_of(text[], timestamptz[]);
 
 CREATE FUNCTION feats.features_as_of(customer_ids text[], as_ofs timestamptz[])

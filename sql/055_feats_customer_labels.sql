@@ -1,5 +1,6 @@
 {%- import 'macros/orders.sql' as counted -%}
-{%- import 'macros/versions.sql' as versions -%}
+{%- import 'macros/versions.sql' as versions with context -%}
+{%- import 'macros/distribution.sql' as dist with context -%}
 -- Brings the forward-looking labels of every feature row up to date, as rows of the
 -- version this run writes (published by 070; readers see feats.customer_labels).
 -- grain: one row per (customer_id, feature_time) of the features
@@ -26,8 +27,7 @@
     ('label_window_end', 'timestamptz'),
     ('repeat_' ~ labels.horizon_days ~ 'd', 'boolean'), ('revenue_next_' ~ labels.horizon_days ~ 'd', 'numeric')] %}
 -- labels.observed_until, when given, is read like a source timestamp.
-SET LOCAL timezone = {{ staging.source_timezone | literal }};
-
+SELECT meta.set_run_setting('timezone', {{ staging.source_timezone | literal }});
 DROP TABLE IF EXISTS work.label_observed_end;
 
 CREATE UNLOGGED TABLE work.label_observed_end AS
@@ -39,12 +39,12 @@ SELECT
         WHERE v.version_number = {{ versions.published() }}
     ) AS previous_end;
 
-SET LOCAL timezone = 'UTC';
-SET LOCAL work_mem = '512MB';
+SELECT meta.set_run_setting('timezone', 'UTC');
+SELECT meta.set_run_setting('work_mem', '512MB');
 -- The instants (one row per customer and order time: about one per order) are grouped by
 -- sorting, in the order the windows need: the planner, which expects far fewer groups,
 -- would build a hash table of 400 MB and then sort its output anyway (1.1 s at 1M).
-SET LOCAL enable_hashagg = off;
+SELECT meta.set_run_setting('enable_hashagg', 'off');
 {{ versions.index_friendly() }}
 
 CREATE TABLE IF NOT EXISTS feats.customer_label_history (
@@ -65,37 +65,39 @@ ON feats.customer_label_history (valid_from);
 CREATE INDEX IF NOT EXISTS customer_label_history_valid_to_idx
 ON feats.customer_label_history (valid_to) WHERE valid_to IS NOT NULL;
 
+-- On Citus: sharded by customer with its indexes (created above while the table was local:
+-- Citus cannot create an index from inside a multi-statement file)
+{{ dist.distribute('feats.customer_label_history', 'customer_id') }}
+
 {{ versions.discard_unpublished('feats.customer_label_history') }}
 
 -- The customers to relabel and the instant from which: the changed customers from H days
 -- before their earliest change. None on a full refresh.
-DROP TABLE IF EXISTS work.label_scope;
-
-CREATE UNLOGGED TABLE work.label_scope AS
+{% call dist.scratch_table('work.label_scope', 'customer_id') -%}
 SELECT
     s.customer_id,
     s.from_at - make_interval(days => {{ labels.horizon_days | literal }}) AS from_at,
     'infinity'::timestamptz AS until_at
 FROM work.feature_scope AS s
-WHERE NOT {{ versions.full_refresh() }};
+WHERE NOT {{ versions.full_refresh() }}
+{%- endcall %}
 
 ALTER TABLE work.label_scope ADD PRIMARY KEY (customer_id);
 
 ANALYZE work.label_scope;
 
-DROP TABLE IF EXISTS work.label_rows;
-
-CREATE UNLOGGED TABLE work.label_rows AS
+{% call dist.scratch_table('work.label_rows', 'customer_id') -%}
 WITH {{ counted.order_instants(features, '(
-        SELECT a.customer_id, a.order_at, a.amount, a.status
+        SELECT a.customer_key AS customer_id, a.order_at, a.amount, a.status
         FROM stg.orders AS a
-        WHERE ' ~ versions.full_refresh() ~ '
+        WHERE ' ~ versions.full_refresh() ~ ' AND a.customer_id IS NOT NULL
         UNION ALL
-        SELECT a.customer_id, a.order_at, a.amount, a.status
+        SELECT a.customer_key AS customer_id, a.order_at, a.amount, a.status
         FROM work.label_scope AS s
         INNER JOIN stg.orders AS a
             ON
-                a.customer_id = s.customer_id
+                a.customer_key = s.customer_id
+                AND a.customer_id = s.customer_id
                 AND a.order_at >= s.from_at
                 -- the window of a row reads H days past it
                 AND a.order_at <= s.until_at + make_interval(days => ' ~ (labels.horizon_days | literal) ~ ')
@@ -129,7 +131,8 @@ SELECT
     coalesce(f.next_revenue, 0) AS {{ ('revenue_next_' ~ labels.horizon_days ~ 'd') | ident }}
 FROM forward AS f
 LEFT JOIN work.label_scope AS s ON f.customer_id = s.customer_id
-WHERE {{ versions.full_refresh() }} OR (f.feature_time >= s.from_at AND f.feature_time <= s.until_at);
+WHERE {{ versions.full_refresh() }} OR (f.feature_time >= s.from_at AND f.feature_time <= s.until_at)
+{%- endcall %}
 
 ALTER TABLE work.label_rows ADD PRIMARY KEY (customer_id, feature_time);
 

@@ -1,4 +1,5 @@
-{%- import 'macros/versions.sql' as versions -%}
+{%- import 'macros/versions.sql' as versions with context -%}
+{%- import 'macros/distribution.sql' as dist with context -%}
 {#- A row's place, from its time t and the cut-offs (`cuts`: split_boundaries) alone: its
     split by time, or the gap before val and test, or, with labels, purged when its label
     window (t, t + H] reaches the start of a later split. -#}
@@ -55,7 +56,7 @@ FALSE
 -- can change are the rows this version wrote or closed (features or labels) and the rows
 -- between where the old and the new cut put each of those edges. Only those are assigned again
 -- (every row on a full refresh), and only the rows whose split changed are written.
-SET LOCAL work_mem = '512MB';
+SELECT meta.set_run_setting('work_mem', '512MB');
 {{ versions.index_friendly() }}
 
 {{ versions.discard_unpublished('meta.dataset_split_history') }}
@@ -77,169 +78,137 @@ FROM meta.feature_versions AS v
 INNER JOIN meta.split_cutoffs AS c ON v.run_id = c.run_id
 WHERE v.version_number = {{ versions.published() }};
 
+-- The two cut-offs' brackets: for each cut, the instant holding its target row (the pivot),
+-- the rows before it (below), up to and including it (above), and the next instant.
+-- A block of single-table statements, each an aggregate or an ordered scan of the current
+-- rows: on Citus each runs on the shards (a query correlating the history with this run's
+-- temporary tables could not be planned there).
+CREATE TEMPORARY TABLE split_brackets (
+    total_rows bigint,
+    pivot_at timestamptz [],
+    val_rows_below bigint,
+    val_rows_above bigint,
+    val_next_at timestamptz,
+    test_rows_below bigint,
+    test_rows_above bigint,
+    test_next_at timestamptz
+) ON COMMIT DROP;
+
+DO $brackets$
+DECLARE
+    previous record;
+    changed record;
+    total bigint;
+    pivots timestamptz [];
+    shares float8 [] := ARRAY[
+        {{ splits.train | literal }}, {{ splits.train | literal }} + {{ splits.val | literal }}
+    ]::float8 [];
+    old_cuts timestamptz [];
+    rows_before bigint [];
+    target bigint;
+    pivot timestamptz;
+    counted bigint;
+    below bigint [] := ARRAY[0, 0];
+    above bigint [] := ARRAY[0, 0];
+    next_at timestamptz [] := ARRAY[NULL, NULL]::timestamptz [];
+BEGIN
+    IF {{ versions.full_refresh() }} THEN
+        -- a full refresh: one sort finds, for each cut, the instant holding its target row:
+        -- the first instant at which the share of rows up to and including it reaches the
+        -- target
+        SELECT count(*), percentile_disc(shares) WITHIN GROUP (ORDER BY h.feature_time)
+        INTO total, pivots
+        FROM feats.customer_feature_history AS h
+        WHERE h.valid_to IS NULL;
+        -- rows before a cut only grow with time, so the best cut is just before the pivot
+        -- instant or just after it: count the rows on either side of each pivot
+        INSERT INTO split_brackets
+        SELECT
+            total,
+            pivots,
+            count(*) FILTER (WHERE h.feature_time < pivots[1]),
+            count(*) FILTER (WHERE h.feature_time <= pivots[1]),
+            min(h.feature_time) FILTER (WHERE h.feature_time > pivots[1]),
+            count(*) FILTER (WHERE h.feature_time < pivots[2]),
+            count(*) FILTER (WHERE h.feature_time <= pivots[2]),
+            min(h.feature_time) FILTER (WHERE h.feature_time > pivots[2])
+        FROM feats.customer_feature_history AS h
+        WHERE h.valid_to IS NULL;
+        RETURN;
+    END IF;
+
+    -- A daily run: the same numbers from the published version's, through the time index.
+    -- The rows this version added or closed give the new total and the new counts before
+    -- the old cuts; the target row (the same position percentile_disc takes: ceil(share x
+    -- total)) lies a few rows from an old cut, and so do the counts around it.
+    SELECT * INTO previous FROM split_previous;
+    old_cuts := ARRAY[previous.val_starts_at, previous.test_starts_at];
+    SELECT
+        count(*) FILTER (WHERE h.valid_from = {{ versions.version() }}) AS added,
+        count(*) FILTER (WHERE h.valid_to = {{ versions.version() }}) AS closed,
+        count(*) FILTER (WHERE h.valid_from = {{ versions.version() }} AND h.feature_time < old_cuts[1])
+            AS added_before_val,
+        count(*) FILTER (WHERE h.valid_to = {{ versions.version() }} AND h.feature_time < old_cuts[1])
+            AS closed_before_val,
+        count(*) FILTER (WHERE h.valid_from = {{ versions.version() }} AND h.feature_time < old_cuts[2])
+            AS added_before_test,
+        count(*) FILTER (WHERE h.valid_to = {{ versions.version() }} AND h.feature_time < old_cuts[2])
+            AS closed_before_test
+    INTO changed
+    FROM feats.customer_feature_history AS h
+    WHERE h.valid_from = {{ versions.version() }} OR h.valid_to = {{ versions.version() }};
+    total := previous.total_rows + changed.added - changed.closed;
+    rows_before := ARRAY[
+        previous.rows_before_val + changed.added_before_val - changed.closed_before_val,
+        previous.rows_before_test + changed.added_before_test - changed.closed_before_test
+    ];
+    pivots := ARRAY[NULL, NULL]::timestamptz [];
+    FOR cut IN 1..2 LOOP
+        CONTINUE WHEN total = 0;
+        target := greatest(ceil(shares[cut] * total)::bigint, 1);
+        IF target > rows_before[cut] THEN
+            SELECT h.feature_time INTO pivot
+            FROM feats.customer_feature_history AS h
+            WHERE h.valid_to IS NULL AND h.feature_time >= old_cuts[cut]
+            ORDER BY h.feature_time
+            LIMIT 1 OFFSET target - rows_before[cut] - 1;
+        ELSE
+            SELECT h.feature_time INTO pivot
+            FROM feats.customer_feature_history AS h
+            WHERE h.valid_to IS NULL AND h.feature_time < old_cuts[cut]
+            ORDER BY h.feature_time DESC
+            LIMIT 1 OFFSET rows_before[cut] - target;
+        END IF;
+        pivots[cut] := pivot;
+        -- rows before the pivot: the rows before the old cut, plus or less those between
+        SELECT
+            rows_before[cut]
+            + count(*) FILTER (WHERE h.feature_time >= old_cuts[cut] AND h.feature_time < pivots[cut])
+            - count(*) FILTER (WHERE h.feature_time >= pivots[cut] AND h.feature_time < old_cuts[cut])
+        INTO counted
+        FROM feats.customer_feature_history AS h
+        WHERE
+            h.valid_to IS NULL
+            AND h.feature_time >= least(old_cuts[cut], pivots[cut])
+            AND h.feature_time < greatest(old_cuts[cut], pivots[cut]);
+        below[cut] := counted;
+        SELECT below[cut] + count(*) INTO counted
+        FROM feats.customer_feature_history AS h
+        WHERE h.valid_to IS NULL AND h.feature_time = pivots[cut];
+        above[cut] := counted;
+        SELECT min(h.feature_time) INTO pivot
+        FROM feats.customer_feature_history AS h
+        WHERE h.valid_to IS NULL AND h.feature_time > pivots[cut];
+        next_at[cut] := pivot;
+    END LOOP;
+    INSERT INTO split_brackets
+    VALUES (total, pivots, below[1], above[1], next_at[1], below[2], above[2], next_at[2]);
+END
+$brackets$;
+
 -- One row: where val and test start, and the gap before each.
 CREATE TEMPORARY TABLE split_boundaries ON COMMIT DROP AS
-WITH pivots AS (
-    -- a full refresh: one sort finds, for each cut, the instant holding its target row: the
-    -- first instant at which the share of rows up to and including it reaches the target
-    SELECT
-        count(*) AS total_rows,
-        percentile_disc(
-            ARRAY[{{ splits.train | literal }}, {{ splits.train | literal }} + {{ splits.val | literal }}]::float8[]
-        ) WITHIN GROUP (ORDER BY feature_time) AS pivot_at
-    FROM feats.customer_feature_history
-    WHERE valid_to IS NULL AND {{ versions.full_refresh() }}
-),
-
-full_brackets AS (
-    -- rows before a cut only grow with time, so the best cut is just before the pivot
-    -- instant or just after it: count the rows on either side of each pivot
-    SELECT
-        p.total_rows,
-        p.pivot_at,
-        count(f.feature_time) FILTER (WHERE f.feature_time < p.pivot_at[1]) AS val_rows_below,
-        count(f.feature_time) FILTER (WHERE f.feature_time <= p.pivot_at[1]) AS val_rows_above,
-        min(f.feature_time) FILTER (WHERE f.feature_time > p.pivot_at[1]) AS val_next_at,
-        count(f.feature_time) FILTER (WHERE f.feature_time < p.pivot_at[2]) AS test_rows_below,
-        count(f.feature_time) FILTER (WHERE f.feature_time <= p.pivot_at[2]) AS test_rows_above,
-        min(f.feature_time) FILTER (WHERE f.feature_time > p.pivot_at[2]) AS test_next_at
-    FROM pivots AS p
-    LEFT JOIN feats.customer_feature_history AS f ON f.valid_to IS NULL
-    WHERE {{ versions.full_refresh() }}
-    GROUP BY p.total_rows, p.pivot_at
-),
-
--- A daily run: the same numbers from the published version's, through the time index.
--- The rows this version added or closed give the new total and the new counts before the
--- old cuts; the target row (the same position percentile_disc takes: ceil(share x total))
--- lies a few rows from an old cut, and so do the counts around it.
-anchors AS (
-    SELECT
-        p.total_rows + c.added - c.closed AS total_rows,
-        p.val_starts_at,
-        p.rows_before_val + c.added_before_val - c.closed_before_val AS rows_before_val,
-        p.test_starts_at,
-        p.rows_before_test + c.added_before_test - c.closed_before_test AS rows_before_test
-    FROM split_previous AS p
-    CROSS JOIN
-        LATERAL (
-            SELECT
-                count(*) FILTER (WHERE h.valid_from = {{ versions.version() }}) AS added,
-                count(*) FILTER (WHERE h.valid_to = {{ versions.version() }}) AS closed,
-                count(*) FILTER (WHERE h.valid_from = {{ versions.version() }} AND h.feature_time < p.val_starts_at)
-                    AS added_before_val,
-                count(*) FILTER (WHERE h.valid_to = {{ versions.version() }} AND h.feature_time < p.val_starts_at)
-                    AS closed_before_val,
-                count(*) FILTER (WHERE h.valid_from = {{ versions.version() }} AND h.feature_time < p.test_starts_at)
-                    AS added_before_test,
-                count(*) FILTER (WHERE h.valid_to = {{ versions.version() }} AND h.feature_time < p.test_starts_at)
-                    AS closed_before_test
-            FROM feats.customer_feature_history AS h
-            WHERE h.valid_from = {{ versions.version() }} OR h.valid_to = {{ versions.version() }}
-        ) AS c
-    WHERE NOT {{ versions.full_refresh() }}
-),
-
-targets AS (
-    SELECT
-        a.*,
-        greatest(ceil({{ splits.train | literal }}::float8 * a.total_rows)::bigint, 1) AS val_target,
-        greatest(
-            ceil(({{ splits.train | literal }} + {{ splits.val | literal }})::float8 * a.total_rows)::bigint, 1
-        ) AS test_target
-    FROM anchors AS a
-),
-
-daily_pivots AS (
-    SELECT
-        t.*,
-        ARRAY[
-            {%- for cut in ['val', 'test'] %}
-            CASE
-                WHEN t.total_rows = 0 THEN NULL
-                WHEN t.{{ cut }}_target > t.rows_before_{{ cut }}
-                    THEN (
-                        SELECT h.feature_time
-                        FROM feats.customer_feature_history AS h
-                        WHERE h.valid_to IS NULL AND h.feature_time >= t.{{ cut }}_starts_at
-                        ORDER BY h.feature_time
-                        LIMIT
-                            1
-                            OFFSET t.{{ cut }}_target - t.rows_before_{{ cut }} - 1
-                    )
-                ELSE (
-                    SELECT h.feature_time
-                    FROM feats.customer_feature_history AS h
-                    WHERE h.valid_to IS NULL AND h.feature_time < t.{{ cut }}_starts_at
-                    ORDER BY h.feature_time DESC
-                    LIMIT
-                        1
-                        OFFSET t.rows_before_{{ cut }} - t.{{ cut }}_target
-                )
-            END{{ "," if not loop.last }}
-            {%- endfor %}
-        ] AS pivot_at
-    FROM targets AS t
-),
-
-daily_brackets AS (
-    SELECT
-        p.total_rows,
-        p.pivot_at,
-    {%- for cut in ['val', 'test'] %}
-    {%- set pivot = 'p.pivot_at[' ~ loop.index ~ ']' %}
-    -- rows before the pivot: the rows before the old cut, plus or less those between
-    p.rows_before_{{ cut }} + (
-        SELECT count(*)
-        FROM feats.customer_feature_history AS h
-        WHERE h.valid_to IS NULL AND h.feature_time >= p.{{ cut }}_starts_at AND h.feature_time < {{ pivot }}
-    ) - (
-        SELECT count(*)
-        FROM feats.customer_feature_history AS h
-        WHERE h.valid_to IS NULL AND h.feature_time >= {{ pivot }} AND h.feature_time < p.{{ cut }}_starts_at
-    ) AS {{ cut }}_rows_below,
-    (
-        SELECT min(h.feature_time)
-        FROM feats.customer_feature_history AS h
-        WHERE h.valid_to IS NULL AND h.feature_time > {{ pivot }}
-    ) AS {{ cut }}_next_at{{ "," if not loop.last }}
-    {%- endfor %}
-    FROM daily_pivots AS p
-),
-
-brackets AS (
-    SELECT
-        b.total_rows,
-        b.pivot_at,
-        b.val_rows_below,
-        b.val_rows_above,
-        b.val_next_at,
-        b.test_rows_below,
-        b.test_rows_above,
-        b.test_next_at
-    FROM full_brackets AS b
-    UNION ALL
-    SELECT
-        b.total_rows,
-        b.pivot_at,
-        b.val_rows_below,
-        b.val_rows_below + (
-            SELECT count(*)
-            FROM feats.customer_feature_history AS h
-            WHERE h.valid_to IS NULL AND h.feature_time = b.pivot_at[1]
-        ) AS val_rows_above,
-        b.val_next_at,
-        b.test_rows_below,
-        b.test_rows_below + (
-            SELECT count(*)
-            FROM feats.customer_feature_history AS h
-            WHERE h.valid_to IS NULL AND h.feature_time = b.pivot_at[2]
-        ) AS test_rows_above,
-        b.test_next_at
-    FROM daily_brackets AS b
-),
-
-candidates AS (
+WITH candidates AS (
     SELECT
         c.split,
         c.target_rows,
@@ -247,7 +216,7 @@ candidates AS (
         c.rows_below,
         c.rows_above,
         c.next_at
-    FROM brackets AS b
+    FROM split_brackets AS b
     CROSS JOIN LATERAL (
         VALUES
         (
@@ -285,9 +254,7 @@ FROM chosen_cuts;
 
 -- The rows to assign: every current feature row on a full refresh, else the rows whose
 -- split may have changed (see the header).
-DROP TABLE IF EXISTS work.split_scope;
-
-CREATE UNLOGGED TABLE work.split_scope AS
+{% call dist.scratch_table('work.split_scope', 'customer_id') -%}
 WITH offsets AS (
     -- a row's split changes where t crosses a cut, or the start of the gap before it
     -- (t >= cut - gap), or the start of the purge before it (t + H >= cut)
@@ -336,6 +303,12 @@ candidates AS (
     SELECT
         f.customer_id,
         f.feature_time
+    {%- if distribution %}
+    -- Citus: the bands (a few rows) go to every shard, which joins them to its rows
+    FROM feats.customer_feature_history AS f
+    INNER JOIN bands AS b ON f.feature_time >= b.low AND f.feature_time <= b.high
+    WHERE f.valid_to IS NULL AND b.low < b.high
+    {%- else %}
     FROM bands AS b
     -- a range scan of the current rows' time index per band
     CROSS JOIN
@@ -349,13 +322,15 @@ candidates AS (
             OFFSET 0  -- noqa: AM09
         ) AS f
     WHERE b.low < b.high
+    {%- endif %}
 )
 
 SELECT
     customer_id,
     feature_time
 FROM candidates
-WHERE NOT {{ versions.full_refresh() }};
+WHERE NOT {{ versions.full_refresh() }}
+{%- endcall %}
 
 ALTER TABLE work.split_scope ADD PRIMARY KEY (customer_id, feature_time);
 
@@ -365,9 +340,7 @@ ANALYZE work.split_scope;
 -- with labels, purged: a row whose label window (t, t + H] reaches the start of a later
 -- split would see that split's orders through its label (the purge of purged
 -- cross-validation, Lopez de Prado, Advances in Financial Machine Learning, ch. 7).
-DROP TABLE IF EXISTS work.split_rows;
-
-CREATE UNLOGGED TABLE work.split_rows AS
+{% call dist.scratch_table('work.split_rows', 'customer_id') -%}
 WITH scoped AS (
     -- a full refresh: every current row
     SELECT
@@ -397,7 +370,8 @@ SELECT
     f.feature_time,
     {{ split_of('f.feature_time') }} AS split
 FROM scoped AS f
-CROSS JOIN split_boundaries AS cuts;
+CROSS JOIN split_boundaries AS cuts
+{%- endcall %}
 
 ALTER TABLE work.split_rows ADD PRIMARY KEY (customer_id, feature_time);
 
@@ -446,6 +420,17 @@ censoring_band AS (
         h.feature_time,
         e.observed_end AS new_end,
         p.observed_end AS previous_end
+    {%- if distribution %}
+    -- Citus: the two one-row tables go to every shard, which scans its rows in the band
+    FROM feats.customer_feature_history AS h
+    CROSS JOIN split_previous AS p
+    CROSS JOIN work.label_observed_end AS e
+    WHERE
+        h.valid_to IS NULL
+        AND h.feature_time > least(p.observed_end, e.observed_end) - {{ horizon() }}
+        AND h.feature_time <= greatest(p.observed_end, e.observed_end) - {{ horizon() }}
+        AND
+    {%- else %}
     FROM split_previous AS p
     CROSS JOIN work.label_observed_end AS e
     CROSS JOIN
@@ -461,6 +446,7 @@ censoring_band AS (
             OFFSET 0  -- noqa: AM09
         ) AS h
     WHERE
+    {%- endif %}
         p.observed_end IS DISTINCT FROM e.observed_end
         AND NOT EXISTS (
             SELECT 1
@@ -480,6 +466,11 @@ changed_rows AS (
         1 AS sign
     FROM work.split_scope AS s
     CROSS JOIN split_boundaries AS cuts
+    {%- if distribution %}
+    -- Citus: a join on the shards (the scope and the history are co-located)
+    INNER JOIN meta.dataset_split_history AS h
+        ON s.customer_id = h.customer_id AND s.feature_time = h.feature_time AND h.valid_to IS NULL
+    {%- else %}
     CROSS JOIN
         LATERAL (
             SELECT
@@ -489,6 +480,7 @@ changed_rows AS (
             WHERE a.customer_id = s.customer_id AND a.feature_time = s.feature_time AND a.valid_to IS NULL
             OFFSET 0  -- noqa: AM09
         ) AS h
+    {%- endif %}
     UNION ALL
     SELECT
         {{ span_of('h.feature_time', 'p') }} AS span,
@@ -497,6 +489,13 @@ changed_rows AS (
         -1 AS sign
     FROM work.split_scope AS s
     CROSS JOIN split_previous AS p
+    {%- if distribution %}
+    -- a published row this run left as it was
+    INNER JOIN meta.dataset_split_history AS h
+        ON
+            s.customer_id = h.customer_id AND s.feature_time = h.feature_time
+            AND h.valid_to IS NULL AND h.valid_from <= {{ versions.published() }}
+    {%- else %}
     CROSS JOIN
         LATERAL (
             -- a published row this run left as it was
@@ -509,6 +508,7 @@ changed_rows AS (
                 AND a.valid_to IS NULL AND a.valid_from <= {{ versions.published() }}
             OFFSET 0  -- noqa: AM09
         ) AS h
+    {%- endif %}
     UNION ALL
     SELECT
         {{ span_of('h.feature_time', 'p') }} AS span,

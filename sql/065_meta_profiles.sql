@@ -12,7 +12,7 @@
 -- settings: raw_to_ready.run_id (and those of sql/macros/versions.sql)
 -- Quantiles are percentile_disc (values that occur). The PSI bins are the distinct deciles
 -- (p10 .. p90) as edges; a later run counts its own values in these same bins.
-SET LOCAL work_mem = '256MB';
+SELECT meta.set_run_setting('work_mem', '256MB');
 -- the sample's split and label rows are looked up by key, not scanned for
 {{ versions.index_friendly() }}
 
@@ -34,6 +34,26 @@ SELECT meta.set_run_setting(
     )::text
 );
 
+{%- if distribution %}
+{#- Citus: the coordinator's table is an empty shell (its reltuples say nothing) and a
+    function cannot read shards: a repeatable sample of the rows by a hash of their key, of
+    the share that leaves about sample_rows of this version's rows (060 counted them). #}
+{%- set sampled_history = 'feats.customer_feature_history' %}
+{%- set in_sample -%}
+(hashtextextended(f.customer_id || ' ' || f.feature_time::text, 0) & 1048575) < 1048576 * (
+        SELECT
+            least(
+                1, {{ profile.sample_rows | literal }}::float8
+                / greatest(sum(c.row_count + c.gap_row_count + c.purged_row_count), 1)
+            )
+        FROM meta.split_cutoffs AS c
+        WHERE c.run_id = current_setting('raw_to_ready.run_id')
+    )
+{%- endset %}
+{%- else %}
+{%- set sampled_history = "pg_temp.feature_history_sample("
+    ~ "current_setting('raw_to_ready.profile_sample_percent')::float4)" %}
+{%- set in_sample = 'TRUE' %}
 -- A repeatable sample of the history's pages (a function: sqlfluff cannot parse TABLESAMPLE).
 CREATE OR REPLACE FUNCTION pg_temp.feature_history_sample(sample_percent float4)
 RETURNS SETOF feats.customer_feature_history
@@ -41,6 +61,7 @@ LANGUAGE sql STABLE
 AS $$
     SELECT * FROM feats.customer_feature_history TABLESAMPLE SYSTEM (sample_percent) REPEATABLE (0)
 $$;
+{%- endif %}
 
 -- The feature rows of this version: every current row, or a repeatable sample of the
 -- history's pages when the table holds many more rows than sample_rows.
@@ -52,13 +73,13 @@ SELECT
     f.{{ column | ident }},
     {%- endfor %}
     coalesce(s.split, 'none') AS split
-FROM pg_temp.feature_history_sample(current_setting('raw_to_ready.profile_sample_percent')::float4) AS f
+FROM {{ sampled_history }} AS f
 LEFT JOIN meta.dataset_split_history AS s
     ON
         f.customer_id = s.customer_id
         AND f.feature_time = s.feature_time
         AND s.valid_to IS NULL
-WHERE f.valid_to IS NULL;
+WHERE f.valid_to IS NULL AND {{ in_sample }};
 
 ANALYZE profile_feature_rows;
 

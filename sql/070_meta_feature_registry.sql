@@ -230,7 +230,7 @@ $$;
 
 -- Publish: from this row on, the views show the new version.
 {%- if labels %}
-SET LOCAL timezone = {{ staging.source_timezone | literal }};
+SELECT meta.set_run_setting('timezone', {{ staging.source_timezone | literal }});
 {%- endif %}
 
 INSERT INTO meta.feature_versions (version_number, feature_version, run_id, definition_sha256, observed_end)

@@ -181,7 +181,7 @@ $analyze$;
     from memory, where a random page costs about what a sequential one does; at the default
     (4) the planner scans a million rows rather than probe an index a few thousand times. -#}
 {%- macro index_friendly() -%}
-SET LOCAL random_page_cost = 1.1;
+SELECT meta.set_run_setting('random_page_cost', '1.1');
 {%- endmacro -%}
 
 {#- A bulk load into an empty table (a first load, a backfill into a new database): its
@@ -189,8 +189,11 @@ SET LOCAL random_page_cost = 1.1;
     after it, in the same transaction, so no reader ever sees the table without them.
     Building an index over a million rows at once costs a fraction of maintaining it row by
     row (stg.orders at 1M: 5.1 s with its indexes; 1.5 s, then 0.7 s to build them). A table
-    that holds rows keeps its indexes: a daily run adds few rows to many. -#}
+    that holds rows keeps its indexes: a daily run adds few rows to many. On Citus the shards
+    keep theirs (each worker maintains its own, in parallel; and Citus refuses DDL on a shard
+    that this transaction read over several connections). Import with context. -#}
 {%- macro drop_indexes_if_empty(table) %}
+{%- if not distribution %}
 DO $bulk$
 DECLARE
     dropped record;
@@ -198,7 +201,7 @@ BEGIN
     CREATE TEMPORARY TABLE IF NOT EXISTS bulk_load_indexes (
         table_name text, index_name text, definition text
     ) ON COMMIT DROP;
-    IF NOT EXISTS (SELECT FROM {{ table }}) THEN
+    IF NOT EXISTS (SELECT 1 FROM {{ table }}) THEN
         FOR dropped IN
             INSERT INTO bulk_load_indexes (table_name, index_name, definition)
             SELECT {{ table | literal }}, i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid)
@@ -212,9 +215,11 @@ BEGIN
     END IF;
 END
 $bulk$;
+{%- endif %}
 {%- endmacro %}
 
 {%- macro restore_indexes(table) %}
+{%- if not distribution %}
 DO $bulk$
 DECLARE
     dropped record;
@@ -229,4 +234,5 @@ BEGIN
     END IF;
 END
 $bulk$;
+{%- endif %}
 {%- endmacro %}
