@@ -65,12 +65,13 @@ def copy_floor(url: str, path: Path) -> float:
     return seconds
 
 
-def run_pipeline(url: str, data: Path, work: Path) -> dict[str, Any]:
-    config = work / "bench_pipeline.yaml"
+def run_pipeline(url: str, data: Path, work: Path, distribution: dict[str, Any] | None = None) -> dict[str, Any]:
+    config = work / ("bench_pipeline_citus.yaml" if distribution else "bench_pipeline.yaml")
     config.write_text(yaml.safe_dump({
         "sources": [{"name": "orders", "paths": str(data)}],
         "expectations": str(REPO_ROOT / "configs" / "expectations.yaml"),
         "labels": {"horizon_days": 30},  # as configs/pipeline.yaml: the labels stage is timed too
+        **({"distribution": distribution} if distribution else {}),
     }), encoding="utf-8")
     env = {**os.environ, "DATABASE_URL": url, "PYTHONPATH": str(REPO_ROOT)}
     started = time.perf_counter()
@@ -86,6 +87,22 @@ def run_pipeline(url: str, data: Path, work: Path) -> dict[str, Any]:
     report = json.loads((REPO_ROOT / report_line[-1].removeprefix("report: ")).read_text())
     report["wall_seconds"] = wall
     return report
+
+
+def citus_run(data: Path, work: Path, shard_count: int = 8) -> dict[str, Any]:
+    """The same pipeline, distributed, on a throwaway database of the local Citus cluster."""
+    from scripts import citus_cluster
+
+    citus_cluster.up()
+    name = f"r2r_bench_{uuid.uuid4().hex[:8]}"
+    print(f"Citus: throwaway database {name} on the local cluster", flush=True)
+    try:
+        report = run_pipeline(citus_cluster.create_database(name), data, work,
+                              {"kind": "citus", "shard_count": shard_count})
+    finally:
+        citus_cluster.drop_database(name)
+    return {"stages": report.get("stages", []), "status": report["status"], "exit_code": report["exit_code"],
+            "shard_count": shard_count}
 
 
 def duckdb_comparator(data: Path) -> dict[str, Any] | None:
@@ -105,6 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--dirty", action="store_true", help="mix in real-world faults (the gate then fails)")
     parser.add_argument("--no-duckdb", action="store_true", help="leave out the DuckDB comparator")
+    parser.add_argument("--citus", action="store_true",
+                        help="also run on the local Citus cluster (make citus-up), distributed, beside one server")
     args = parser.parse_args(argv)
 
     data = dataset(args.rows, args.dirty, args.seed)
@@ -127,9 +146,11 @@ def main(argv: list[str] | None = None) -> int:
         with psycopg.connect(admin_url, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
+    cluster = citus_run(data, out_dir) if args.citus else None
     duck = None if args.no_duckdb or args.dirty else duckdb_comparator(data)
     stages = report.get("stages", [])
     total = sum(s["seconds"] or 0 for s in stages)
+    citus_seconds = {s["stage"]: s["seconds"] for s in cluster["stages"]} if cluster else {}
     duck_seconds = {s["stage"]: s["seconds"] for s in duck["stages"]} if duck else {}
     duck_total = sum(duck_seconds.values())
     floor_seconds: dict[str, float] = {}
@@ -139,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
         f"raw-to-ready benchmark: {args.rows:,} {'dirty' if args.dirty else 'clean'} orders, "
         f"PostgreSQL {server}, {os.cpu_count()} cores" + (f"; DuckDB {duck['version']} in-process" if duck else ""),
         f"{'stage':<10} {'status':<7} {'rows':>12} {'seconds':>9} {'rows/s':>12} {'floor s':>8}"
-        + (f" {'DuckDB s':>9} {'ratio':>7}" if duck else ""),
+        + (f" {'DuckDB s':>9} {'ratio':>7}" if duck else "") + (f" {'Citus s':>8}" if cluster else ""),
     ]
     for stage in stages:
         # a data stage's rate is the rows it handled per second; migrate and registry have none
@@ -151,11 +172,16 @@ def main(argv: list[str] | None = None) -> int:
         # ingest's floor is the COPY plus building the payloads
         bound = floor_seconds.get(stage["stage"], 0) + (floor if stage["stage"] == "ingest" and floors else 0)
         bound_text = f" {bound:>8.2f}" if bound else f" {'':>8}"
-        lines.append(f"{stage['stage']:<10} {stage['status']:<7} {rows} {stage['seconds']:>9.2f} {rate}{bound_text}{versus}")
+        on_cluster = f" {citus_seconds.get(stage['stage'], 0):>8.2f}" if cluster else ""
+        lines.append(f"{stage['stage']:<10} {stage['status']:<7} {rows} {stage['seconds']:>9.2f} {rate}{bound_text}{versus}"
+                     + on_cluster)
     lines += [
         f"{'total':<10} {report['status']:<7} {args.rows:>12,} {total:>9.2f} {args.rows / total:>12,.0f}"
         + f" {floor + sum(floor_seconds.values()):>8.2f}"
-        + (f" {duck_total:>9.2f} {total / duck_total:>6.1f}x" if duck else ""),
+        + (f" {duck_total:>9.2f} {total / duck_total:>6.1f}x" if duck else "")
+        + (f" {sum(citus_seconds.values()):>8.2f}" if cluster else ""),
+        *([f"Citus: a coordinator and 2 workers on this same machine, {cluster['shard_count']} shards per table"
+           f" (make citus-up); its run {cluster['status']}, exit {cluster['exit_code']}"] if cluster else []),
         f"COPY floor (bare COPY into an unlogged text table): {floor:.2f} s; pipeline / floor = {total / floor:.1f}x",
         "floor s: the stage's core statement run bare on the same rows (scripts/bench_floors.py):",
         *[f"  {f['stage']:<9} {f['seconds']:6.2f} s  {f['floor']}" for f in floors],
@@ -171,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     result = {"rows": args.rows, "dirty": args.dirty, "seed": args.seed, "server_version": server,
               "stages": stages, "total_seconds": total, "copy_floor_seconds": floor,
-              "floors": floors,
+              "floors": floors, "citus": cluster,
               "runner_peak_rss_mib": report.get("runner_peak_rss_mib"), "exit_code": report["exit_code"],
               "duckdb": duck, "table": lines}
     path = out_dir / f"{stamp}-{args.rows}.json"
