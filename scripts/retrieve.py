@@ -331,10 +331,6 @@ def retrieve(config_path: str | Path, entities: str | Path, out: str | Path,
         config = config_mod.load(config_path)
     except ConfigError as exc:
         raise usage_error(str(exc)) from None
-    if config.distribution:
-        # feats.features_as_of is a SQL function with LATERAL joins, which Citus cannot plan
-        raise usage_error(f"{config.path}: distribution: point-in-time retrieval does not run on Citus yet"
-                          " (README: Scale-out: Citus); feats.customer_features holds the features of every order")
     header = read_header(entities)
     check_out(out, entities)
     try:

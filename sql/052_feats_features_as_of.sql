@@ -49,6 +49,70 @@ RETURNS TABLE (
     {% endfor %}
     days_since_last_order integer
 )
+{%- if distribution %}
+LANGUAGE plpgsql
+STABLE
+AS $as_of$
+#variable_conflict use_column
+BEGIN
+    -- Citus: the same numbers by joins on the customer, which each shard runs for the
+    -- entities it holds (a SQL function's LATERAL lookups cannot be planned over shards)
+    RETURN QUERY
+    WITH e AS (
+        SELECT u.customer_id, u.as_of, u.entity_number
+        FROM unnest(customer_ids, as_ofs) WITH ORDINALITY AS u (customer_id, as_of, entity_number)
+    ),
+
+    w AS (
+        SELECT
+            e.entity_number,
+            {% for days in features.windows_days %}
+            count(*) FILTER (WHERE o.order_at >= e.as_of - {{ (days * 24 ~ ' hours') | literal }}::interval)
+                AS {{ ('orders_' ~ days ~ 'd') | ident }},
+            sum(o.amount) FILTER (WHERE o.order_at >= e.as_of - {{ (days * 24 ~ ' hours') | literal }}::interval)
+                AS {{ ('revenue_' ~ days ~ 'd') | ident }},
+            {% endfor %}
+            max(o.order_at) FILTER (WHERE o.order_at < e.as_of) AS previous_order_at
+        FROM e
+        INNER JOIN stg.orders AS o
+            ON
+                o.customer_key = e.customer_id AND o.customer_id = e.customer_id
+                AND o.order_at <= e.as_of
+                AND o.order_at >= e.as_of - {{ ((features.windows_days | max) * 24 ~ ' hours') | literal }}::interval
+        WHERE {{ counted.counts('o', features) }}
+        GROUP BY e.entity_number
+    ),
+
+    p AS (
+        -- the latest order strictly before as_of, however long ago
+        SELECT
+            e.entity_number,
+            max(o.order_at) AS order_at
+        FROM e
+        INNER JOIN stg.orders AS o
+            ON o.customer_key = e.customer_id AND o.customer_id = e.customer_id AND o.order_at < e.as_of
+        WHERE {{ counted.counts('o', features) }}
+        GROUP BY e.entity_number
+    )
+
+    SELECT
+        e.entity_number,
+        e.customer_id,
+        e.as_of,
+        {% for days in features.windows_days %}
+        coalesce(w.{{ ('orders_' ~ days ~ 'd') | ident }}, 0)::bigint,
+        coalesce(w.{{ ('revenue_' ~ days ~ 'd') | ident }}, 0),
+        {% endfor %}
+        coalesce(
+            floor(extract(EPOCH FROM e.as_of - p.order_at) / 86400)::integer,
+            {{ features.days_since_last_order_if_none | literal }}::integer
+        )
+    FROM e
+    LEFT JOIN w ON e.entity_number = w.entity_number
+    LEFT JOIN p ON e.entity_number = p.entity_number;
+END
+$as_of$;
+{%- else %}
 LANGUAGE sql
 STABLE
 PARALLEL SAFE
@@ -102,6 +166,7 @@ BEGIN ATOMIC
         LIMIT 1
     ) AS p ON TRUE;
 END;
+{%- endif %}
 
 COMMENT ON FUNCTION feats.features_as_of(text[], timestamptz[]) IS
 'Point-in-time customer features at arbitrary instants: one row per (customer_ids[i], as_ofs[i]), '

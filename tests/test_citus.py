@@ -17,7 +17,7 @@ import psycopg
 import pytest
 
 from scripts import citus_cluster, generate_orders, migrate
-from scripts.retrieve import RetrieveError, retrieve
+from scripts.retrieve import retrieve
 from scripts.run import EXIT_PASSED, EXIT_RUNTIME, run_pipeline
 from tests.crash_helpers import (PUBLISHED, REGISTRY, Runner, compared_columns, differences, published_state, snapshot_connection,
                                  stage_line, table_content)
@@ -295,13 +295,28 @@ def test_a_daily_run_on_citus_equals_one_on_one_server(project, db_url, citus_db
         assert many_conn.execute(cutoffs).fetchall() == one_conn.execute(cutoffs).fetchall()
 
 
-def test_retrieval_on_a_distributed_config_says_it_is_not_distributed_yet(project):
-    """No database is touched: the config says Citus, and the retrieval is refused with exit 2."""
-    project.write_csv("orders.csv", "order_id,customer_id,order_ts,amount,status\n")
-    config = project.write_config(distribution={"kind": "citus", "shard_count": 4})
-    (project.root / "entities.csv").write_text("customer_id,as_of\nC1,2024-01-01T00:00:00Z\n", encoding="utf-8")
-    with pytest.raises(RetrieveError) as refused:
-        retrieve(config, project.root / "entities.csv", project.root / "out.csv", database_url="postgresql://nowhere/x")
-    assert refused.value.code == 2
-    assert "distribution: point-in-time retrieval does not run on Citus yet" in str(refused.value)
-    assert not (project.root / "out.csv").exists()
+def test_point_in_time_retrieval_on_the_cluster_equals_one_servers(project, db_url, citus_db):
+    """make retrieve on a distributed run: the same features at the same instants as one
+    server's, for customers with orders, at an order's instant, between orders, before any
+    order, and for a customer without any."""
+    edge_case_orders(project)
+    single = project.write_config(labels={"horizon_days": 30}, name="single.yaml")
+    cluster = project.write_config(labels={"horizon_days": 30}, name="citus.yaml",
+                                   distribution={"kind": "citus", "shard_count": 4})
+    citus_url = citus_db()
+    for config, url in ((single, db_url), (cluster, citus_url)):
+        code, report = run_pipeline(config, url)
+        assert code == EXIT_PASSED, report.get("errors")
+    entities = project.root / "entities.csv"
+    entities.write_text("customer_id,as_of\n"
+                        "C_SOLO,2024-06-01T00:00:00Z\nC_SOLO,2024-06-20T12:00:00Z\nC_SOLO,2020-01-01T00:00:00Z\n"
+                        "NOBODY,2024-06-01T00:00:00Z\n"
+                        + "".join(f"C{n:05d},2024-{m:02d}-15T08:30:00Z\n" for n in range(1, 40) for m in (3, 9)),
+                        encoding="utf-8")
+    one, many = project.root / "one.csv", project.root / "many.csv"
+    assert retrieve(single, entities, one, database_url=db_url) == 82
+    assert retrieve(cluster, entities, many, database_url=citus_url) == 82
+    assert many.read_text(encoding="utf-8") == one.read_text(encoding="utf-8")
+    # by hand: two orders at 2024-06-01 (12.00 and 3.00), 19.5 days earlier: none in 7 days
+    assert "C_SOLO,2024-06-20 12:00:00+00,0,0,2,15.00,19\n" in one.read_text(encoding="utf-8")
+    assert "NOBODY,2024-06-01 00:00:00+00,0,0,0,0,\n" in one.read_text(encoding="utf-8")
