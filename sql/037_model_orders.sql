@@ -18,6 +18,12 @@ SELECT meta.set_run_setting('timezone', {{ staging.source_timezone | literal }})
 SELECT meta.set_run_setting('datestyle', {{ ('ISO, ' ~ staging.date_order) | literal }});
 -- Casting, sorting and grouping a million records wants memory, not temporary files.
 SELECT meta.set_run_setting('work_mem', '512MB');
+{%- if distribution %}
+-- Citus: a model's DISTINCT ON (order_id) over raw events sharded by event runs on the
+-- coordinator, which receives the batch's typed records (1.5 GB at 10M orders) whatever
+-- Citus' default cap on such intermediate results (1 GB)
+SELECT meta.set_run_setting('citus.max_intermediate_result_size', '-1');
+{%- endif %}
 
 -- Unlogged: rebuilt by every run from raw.raw_events. CREATE TABLE AS (not INSERT) so
 -- that PostgreSQL may scan and cast the batch with parallel workers (on Citus: sharded

@@ -320,3 +320,29 @@ def test_point_in_time_retrieval_on_the_cluster_equals_one_servers(project, db_u
     # by hand: two orders at 2024-06-01 (12.00 and 3.00), 19.5 days earlier: none in 7 days
     assert "C_SOLO,2024-06-20 12:00:00+00,0,0,2,15.00,19\n" in one.read_text(encoding="utf-8")
     assert "NOBODY,2024-06-01 00:00:00+00,0,0,0,0,\n" in one.read_text(encoding="utf-8")
+
+
+def test_the_raw_events_stay_append_only_on_every_shard(project, citus_db):
+    """The raw layer's immutability trigger goes with raw.raw_events to every shard: an
+    UPDATE or DELETE through the coordinator, or straight on a worker's shard, is refused."""
+    edge_case_orders(project)
+    config = project.write_config(distribution={"kind": "citus", "shard_count": 4})
+    citus_url = citus_db()
+    code, report = run_pipeline(config, citus_url, through="ingest")
+    assert code == EXIT_PASSED, report.get("errors")
+    with psycopg.connect(citus_url, autocommit=True) as conn:
+        for statement in ("UPDATE raw.raw_events SET line_number = line_number + 1", "DELETE FROM raw.raw_events"):
+            with pytest.raises(psycopg.Error, match="append-only"):
+                conn.execute(statement)
+        assert conn.execute("SELECT count(*) FROM raw.raw_events").fetchone() == (4004,)
+    database = citus_url.rsplit("/", 1)[1]
+    for worker in ("worker1", "worker2"):
+        with psycopg.connect(citus_cluster.url_of(worker, database), autocommit=True) as conn:
+            conn.execute("SET citus.override_table_visibility = off")
+            shards = [row[0] for row in conn.execute(
+                "SELECT c.oid::regclass::text FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace"
+                " WHERE n.nspname = 'raw' AND c.relname ~ '^raw_events_[0-9]+$'").fetchall()]
+            assert len(shards) == 2, shards
+            for shard in shards:
+                with pytest.raises(psycopg.Error, match="append-only"):
+                    conn.execute(psycopg.sql.SQL("DELETE FROM {}").format(psycopg.sql.SQL(shard)))
