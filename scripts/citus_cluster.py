@@ -17,8 +17,9 @@ and run as root), and the wheel's -Wmissing-variable-declarations removed from P
 12's gcc rejects it). A stamp records the tarball's sha256: a second `up` starts in seconds.
 
 Nodes: initdb'd data directories in .citus/nodes/<node>/, listening on 127.0.0.1 only (ports
-CITUS_PORT, +1, +2 when they are first set up; 9700 by default) with trust authentication for local connections, which
-is right for a throwaway cluster on one machine and nothing else. As root they run as the
+CITUS_PORT, +1, +2 when they are first set up; 9700 by default) with trust authentication
+for local connections, which is right for a throwaway cluster on one machine and nothing
+else. As root they run as the
 unprivileged user the embedded server uses (pgserver): PostgreSQL refuses to run as root.
 """
 

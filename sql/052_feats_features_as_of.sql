@@ -66,13 +66,7 @@ BEGIN
     w AS (
         SELECT
             e.entity_number,
-            {% for days in features.windows_days %}
-            count(*) FILTER (WHERE o.order_at >= e.as_of - {{ (days * 24 ~ ' hours') | literal }}::interval)
-                AS {{ ('orders_' ~ days ~ 'd') | ident }},
-            sum(o.amount) FILTER (WHERE o.order_at >= e.as_of - {{ (days * 24 ~ ' hours') | literal }}::interval)
-                AS {{ ('revenue_' ~ days ~ 'd') | ident }},
-            {% endfor %}
-            max(o.order_at) FILTER (WHERE o.order_at < e.as_of) AS previous_order_at
+            {{ counted.window_aggregates(features) | trim }}
         FROM e
         INNER JOIN stg.orders AS o
             ON
@@ -135,14 +129,7 @@ BEGIN ATOMIC
     -- window. LATERAL subqueries read the entity's row, which a CTE cannot.
     LEFT JOIN LATERAL (  -- noqa: ST05
         SELECT
-            {% for days in features.windows_days %}
-            count(*) FILTER (WHERE o.order_at >= e.as_of - {{ (days * 24 ~ ' hours') | literal }}::interval)
-                AS {{ ('orders_' ~ days ~ 'd') | ident }},
-            sum(o.amount) FILTER (WHERE o.order_at >= e.as_of - {{ (days * 24 ~ ' hours') | literal }}::interval)
-                AS {{ ('revenue_' ~ days ~ 'd') | ident }},
-            {% endfor %}
-            -- the latest earlier order when it is in the widest window (else the next join)
-            max(o.order_at) FILTER (WHERE o.order_at < e.as_of) AS previous_order_at
+            {{ counted.window_aggregates(features) | trim }}
         FROM stg.orders AS o
         WHERE
             o.customer_id = e.customer_id

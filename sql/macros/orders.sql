@@ -38,6 +38,18 @@ order_instants AS (
 )
 {%- endmacro -%}
 
+{#- The windows of an entity `e` over its orders `o` as of e.as_of (052, in both its forms),
+    and its latest earlier order within the widest window. -#}
+{%- macro window_aggregates(features) %}
+{%- for days in features.windows_days %}
+            count(*) FILTER (WHERE o.order_at >= e.as_of - {{ (days * 24 ~ ' hours') | literal }}::interval)
+                AS {{ ('orders_' ~ days ~ 'd') | ident }},
+            sum(o.amount) FILTER (WHERE o.order_at >= e.as_of - {{ (days * 24 ~ ' hours') | literal }}::interval)
+                AS {{ ('revenue_' ~ days ~ 'd') | ident }},
+{%- endfor %}
+            max(o.order_at) FILTER (WHERE o.order_at < e.as_of) AS previous_order_at
+{%- endmacro -%}
+
 {#- The end of what the data has observed: labels.observed_until, or the latest staged order.
     A label window ending after it is censored. Read source_timezone for observed_until. -#}
 {%- macro observed_end(labels) -%}
