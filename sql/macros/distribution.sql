@@ -1,5 +1,5 @@
 {#-
-  Citus (distribution: {kind: citus, shard_count: N} in the config; README: Scale-out).
+  Citus (distribution: {kind: citus, shard_count: N} in the config; docs/scale-out.md).
   Every macro renders nothing, or the single-server form, without it.
 
   The tables of a customer (staged orders, features, labels, splits and their scratch
@@ -44,7 +44,7 @@ $reference$;
     so the table is created empty from the query's columns, distributed by `key` and
     co-located, then filled by INSERT … SELECT, which the shards run where the query reads
     co-located tables. -#}
-{%- macro scratch_table(name, key) -%}
+{%- macro scratch_table(name, key, rows=none) -%}
 DROP TABLE IF EXISTS {{ name }};
 
 {% if distribution -%}
@@ -54,9 +54,15 @@ WITH NO DATA;
 
 {{ distribute(name, key) }}
 
+{% if rows -%}
+-- rows: {{ rows }}
+{% endif -%}
 INSERT INTO {{ name }}
 {{ caller() }};
 {%- else -%}
+{% if rows -%}
+-- rows: {{ rows }}
+{% endif -%}
 CREATE UNLOGGED TABLE {{ name }} AS
 {{ caller() }};
 {%- endif %}

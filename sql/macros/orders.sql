@@ -1,11 +1,13 @@
 {#-
-  Which staged orders count, written once: the features (050), the labels (055) and the
-  point-in-time retrieval (052) must count the same orders, or a label would describe
-  orders its row's features never saw.
+  Which staged orders count, written once: the features (50_features/050), the labels
+  (55_labels/055) and the point-in-time retrieval (50_features/052) must count the same
+  orders, or a label would describe orders its row's features never saw.
 -#}
 
 {#- True for an order `alias` that counts: it has a customer (an order without one cannot
     describe one), and its status is not in features.exclude_statuses (no status counts). -#}
+{%- import 'macros/versions.sql' as versions -%}
+
 {%- macro counts(alias, features) -%}
 {{ alias }}.customer_id IS NOT NULL
 {%- if features.exclude_statuses %}
@@ -13,16 +15,38 @@
 {%- endif -%}
 {%- endmacro -%}
 
+{#- The session settings of a window pass over the order instants (features, labels). Days
+    are 24-hour days: the frames are computed in UTC, whatever the session's zone. The
+    window sort of a million instants fits in memory. The instants (one row per customer and
+    order time: about one per order) are grouped by sorting, in the order the windows need:
+    the planner, which expects far fewer groups, would build a hash table of 400 MB and then
+    sort its output anyway (1.1 s at 1M). -#}
+{%- macro window_settings() -%}
+SELECT meta.set_run_setting('timezone', 'UTC');
+SELECT meta.set_run_setting('work_mem', '512MB');
+SELECT meta.set_run_setting('enable_hashagg', 'off');
+{%- endmacro -%}
+
 {#- Two CTEs: `orders` (the orders that count) and `order_instants` (one row per customer
-    and instant: same-instant orders are peers, counted together). `source` is a FROM item
-    with alias o and the columns of stg.orders (default: all of stg.orders). -#}
-{%- macro order_instants(features, source='stg.orders AS o') -%}
+    and instant: same-instant orders are peers, counted together), over every staged order
+    on a full refresh, else over the caller's text: a query of the orders a daily run's
+    scope reads (customer_id: the customer_key, order_at, amount, status). Orders are read by
+    customer_key, which is the customer of every order that has one (V016): on Citus it is
+    what places them on the customer's shard; an equality on customer_id beside it lets one
+    server use the (customer_id, order_at) index. -#}
+{%- macro order_instants(features) -%}
 orders AS (
     SELECT
         o.customer_id,
         o.order_at,
         o.amount
-    FROM {{ source }}
+    FROM (
+        SELECT a.customer_key AS customer_id, a.order_at, a.amount, a.status
+        FROM stg.orders AS a
+        WHERE {{ versions.full_refresh() }} AND a.customer_id IS NOT NULL
+        UNION ALL
+        {{ caller() | trim }}
+    ) AS o
     WHERE
         {{ counts('o', features) }}
 ),
@@ -38,14 +62,15 @@ order_instants AS (
 )
 {%- endmacro -%}
 
-{#- The windows of an entity `e` over its orders `o` as of e.as_of (052, in both its forms),
-    and its latest earlier order within the widest window. -#}
-{%- macro window_aggregates(features) %}
-{%- for days in features.windows_days %}
-            count(*) FILTER (WHERE o.order_at >= e.as_of - {{ (days * 24 ~ ' hours') | literal }}::interval)
-                AS {{ ('orders_' ~ days ~ 'd') | ident }},
-            sum(o.amount) FILTER (WHERE o.order_at >= e.as_of - {{ (days * 24 ~ ' hours') | literal }}::interval)
-                AS {{ ('revenue_' ~ days ~ 'd') | ident }},
+{#- The windows of an entity `e` over its orders `o` as of e.as_of (50_features/052, in both
+    its forms), and its latest earlier order within the widest window. `feature_windows`: the
+    context's, each window's days and column names. -#}
+{%- macro window_aggregates(feature_windows) %}
+{%- for window in feature_windows %}
+            count(*) FILTER (WHERE o.order_at >= e.as_of - {{ (window.days * 24 ~ ' hours') | literal }}::interval)
+                AS {{ window.orders | ident }},
+            sum(o.amount) FILTER (WHERE o.order_at >= e.as_of - {{ (window.days * 24 ~ ' hours') | literal }}::interval)
+                AS {{ window.revenue | ident }},
 {%- endfor %}
             max(o.order_at) FILTER (WHERE o.order_at < e.as_of) AS previous_order_at
 {%- endmacro -%}

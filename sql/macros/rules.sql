@@ -1,11 +1,12 @@
 {#-
-  Validation rules, each written once. A rule macro returns a boolean expression that is
-  true for an offending record `e` of the batch; NULL counts as not offending. The same
-  expression serves the aggregate pass (count(*) FILTER (WHERE ...)) in
-  030_validate_expectations.sql, the quarantine in 033 and the failure history in
-  035_validate_failures.sql, always through `offends`, which confines a check with a
-  `where` or `mostly` to its domain (in_domain: the rows it looks at, counted in 030 as
-  the base of its percentages).
+  Validation rules over the batch's records, each written once. A rule macro returns a
+  boolean expression that is true for an offending record `e` of the batch; NULL counts as
+  not offending. The same expression serves the aggregate pass (count(*) FILTER (WHERE ...))
+  in 30_validate/030_validate_expectations.sql, and the offending records (macros/results.sql:
+  offending) of the quarantine (033) and the failure history (035), always through
+  `offends`, which confines a check with a `where` or `mostly` to its domain (in_domain: the
+  rows it looks at, counted in 030 as the base of its percentages). The same rules over the
+  models' orders: macros/order_rules.sql; what a check writes: macros/results.sql.
 -#}
 
 {%- macro field(check) -%}
@@ -212,129 +213,4 @@ nullif({{ trimmed('e.payload ->> ' ~ (condition.column | literal)) }}, '')
 {%- elif check.rule == 'max_decimal_places' %}{{ max_decimal_places(check) }}
 {%- elif check.rule == 'matches' %}{{ matches(check) }}
 {%- endif -%}
-{%- endmacro -%}
-
-{#-
-  Order-level rules: the same rules over the models' typed orders `o` (stg.model_orders).
-  counted_only restricts a rule to the orders the features count (features.exclude_statuses).
--#}
-{%- macro order_field(check) -%}
-o.{{ check.column | ident }}
-{%- endmacro -%}
-
-{#- An order check's domain: the counted orders (counted_only), its where, and for mostly
-    the non-null values. An order's column is compared as text. (Macros build the parts:
-    sqlfluff's templater cannot trace a filter inside a set.) -#}
-{%- macro counted(check) -%}
-NOT coalesce(o.status = ANY({{ check.params.exclude_statuses | literal }}::text[]), FALSE)
-{%- endmacro -%}
-
-{%- macro order_condition_field(condition) -%}
-o.{{ condition.column | ident }}::text
-{%- endmacro -%}
-
-{%- macro order_in_domain(check) -%}
-{%- set parts = [] -%}
-{%- if check.params.get('counted_only') and check.params.exclude_statuses -%}
-{%- set _ = parts.append(counted(check)) -%}
-{%- endif -%}
-{%- for condition in check.params.get('where', []) -%}
-{%- set _ = parts.append(condition_holds(condition, order_condition_field(condition))) -%}
-{%- endfor -%}
-{%- if 'mostly' in check.params -%}
-{%- set _ = parts.append(order_field(check) ~ ' IS NOT NULL') -%}
-{%- endif -%}
-({{ parts | join(' AND ') }})
-{%- endmacro -%}
-
-{%- macro order_offends(check) -%}
-{%- if check.get('has_domain') -%}
-{{ order_in_domain(check) }} AND
-{% elif check.params.get('counted_only') and check.params.exclude_statuses -%}
-{{ counted(check) }} AND
-{% endif -%}
-{%- if check.rule == 'non_null' -%}
-{{ order_field(check) }} IS NULL
-{%- elif check.rule == 'unique' -%}
-{{ order_field(check) }} IN (
-            SELECT k.{{ check.column | ident }}
-            FROM stg.model_orders AS k
-            WHERE k.{{ check.column | ident }} IS NOT NULL
-            GROUP BY k.{{ check.column | ident }}
-            HAVING count(*) > 1
-        )
-{%- elif check.rule == 'ranges' -%}
-{{ range_offends(check, order_field(check) ~ ('' if check.params.get('kind') == 'timestamp' else '::numeric')) }}
-{%- elif check.rule == 'allowed_values' -%}
-{{ order_field(check) }}::text != ALL({{ check.params['values'] | literal }}::text[])
-{%- elif check.rule == 'max_decimal_places' -%}
-scale(trim_scale({{ order_field(check) }}::numeric)) > {{ check.params.places | literal }}
-{%- elif check.rule == 'matches' -%}
-{{ order_field(check) }}::text !~ {{ check.params.pattern | literal }}
-{%- endif -%}
-{%- endmacro -%}
-
-{#- A threshold is '>' or '>=' a count, or a percentage of the batch's rows; the
-    percentage is compared exactly (count * 100 against value * rows), not rounded. -#}
-{%- macro breaches(kind) -%}
-CASE c.{{ kind }}_op
-            WHEN '>' THEN
-                CASE WHEN c.{{ kind }}_is_percent THEN c.failing_count * 100 > c.{{ kind }}_value * c.row_count
-                    ELSE c.failing_count > c.{{ kind }}_value END
-            WHEN '>=' THEN
-                CASE WHEN c.{{ kind }}_is_percent THEN c.failing_count * 100 >= c.{{ kind }}_value * c.row_count
-                    ELSE c.failing_count >= c.{{ kind }}_value END
-        END
-{%- endmacro -%}
-{#- A threshold's three values; a quarantine check without error_if has none (never breached). -#}
-{%- macro threshold(t) -%}
-{%- if t -%}
-{{ t.op | literal }}, {{ t.value | literal }}::numeric, {{ t.percent | literal }}
-{%- else -%}
-NULL::text, NULL::numeric, NULL::boolean
-{%- endif -%}
-{%- endmacro -%}
-
-{#- Validation results, written once for both levels (030 records, 038 orders). -#}
-{#- A check's leading VALUES fields: what it is, its action and its two thresholds. -#}
-{%- macro check_row(check) -%}
-{{ check.id | literal }}, {{ check.rule | literal }}, {{ check.column | literal }}::text,
-            {{ check.severity | literal }}, {{ check.message | literal }}, {{ check.action | literal }},
-            {{ threshold(check.error_if) }},
-            {{ threshold(check.warn_if) }},
-{%- endmacro -%}
-
-{#- The end of a results INSERT, after a CTE `check_counts` (one row per check with the
-    check_row fields, failing_count, row_count, failing_percent): each check's status. A
-    warn-severity check never fails the run; an error-severity one warns below error_if; a
-    quarantine check sets its records aside (and fails past error_if); a check with no
-    offending record always passes. -#}
-{%- macro check_results(level) -%}
-check_thresholds AS (
-    SELECT
-        c.*,
-        {{ breaches('error') }} AS is_error,
-        {{ breaches('warn') }} AS is_warn
-    FROM check_counts AS c
-)
-
-SELECT
-    current_setting('raw_to_ready.run_id') AS run_id,
-    check_id,
-    rule,
-    column_name,
-    severity,
-    CASE
-        WHEN failing_count > 0 AND severity = 'error' AND is_error THEN 'fail'
-        WHEN failing_count > 0 AND is_warn THEN 'warn'
-        WHEN failing_count > 0 AND action = 'quarantine' THEN 'quarantine'
-        ELSE 'pass'
-    END AS status,
-    failing_count,
-    row_count,
-    failing_percent,
-    message,
-    {{ level | literal }} AS level,
-    action
-FROM check_thresholds
 {%- endmacro -%}

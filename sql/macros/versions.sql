@@ -1,10 +1,11 @@
 {#-
-  Versioned rows, written once for the features (050), labels (055) and splits (060).
+  Versioned rows, written once for the features (50_features/050), the labels
+  (55_labels/055) and the splits (60_splits/062).
 
   A history table's row belongs to versions valid_from <= v < valid_to (valid_to NULL: still
   current). A run writes under version raw_to_ready.version_number, one more than the latest
   ever published (raw_to_ready.published_version); readers see only published versions, so
-  what a run writes stays invisible until the registry stage (070) publishes it.
+  what a run writes stays invisible until the registry stage (70_registry/070) publishes it.
 
   The runner's settings these macros read (a DBA sets them with SET):
     raw_to_ready.full_refresh       on: rebuild every row; off: only what staging changed
@@ -16,15 +17,20 @@
                                     run removes (no longer named, or replaced); empty else
 -#}
 
+{%- import 'macros/distribution.sql' as dist with context -%}
+{%- import 'macros/bulk_load.sql' as bulk with context -%}
+
 {%- macro full_refresh() -%}
 current_setting('raw_to_ready.full_refresh')::boolean
 {%- endmacro -%}
 
-{%- macro version() -%}
+{#- The version this run writes. -#}
+{%- macro writing_version() -%}
 current_setting('raw_to_ready.version_number')::bigint
 {%- endmacro -%}
 
-{%- macro published() -%}
+{#- The latest version published before this run (0: none yet), from the runner's setting. -#}
+{%- macro published_version() -%}
 current_setting('raw_to_ready.published_version')::bigint
 {%- endmacro -%}
 
@@ -36,8 +42,9 @@ string_to_array(current_setting('raw_to_ready.work_files'), ',')::text[]
 string_to_array(current_setting('raw_to_ready.removed_files'), ',')::text[]
 {%- endmacro -%}
 
-{#- The latest published version, as a scalar subquery (NULL before the first). -#}
-{%- macro current_version() -%}
+{#- The latest published version as the database has it now, a scalar subquery (NULL before
+    the first): in the views, and in the registry once this run's version is in. -#}
+{%- macro latest_published_version() -%}
 (SELECT max(v.version_number) FROM meta.feature_versions AS v)
 {%- endmacro -%}
 
@@ -50,11 +57,11 @@ string_to_array(current_setting('raw_to_ready.removed_files'), ',')::text[]
     make current again what it had closed. Cheap: both look up indexes. -#}
 {%- macro discard_unpublished(table) %}
 DELETE FROM {{ table }}
-WHERE valid_from > {{ published() }};
+WHERE valid_from > {{ published_version() }};
 
 UPDATE {{ table }}
 SET valid_to = NULL
-WHERE valid_to > {{ published() }};
+WHERE valid_to > {{ published_version() }};
 {%- endmacro %}
 
 {#- Make the current rows of `table` in scope equal `new_rows` (a table holding the scope's
@@ -64,7 +71,7 @@ WHERE valid_to > {{ published() }};
     A row that did not change is not touched, so a version costs what changed. -#}
 {%- macro close_changed(table, new_rows, keys, values, scope_from=none, scope_where=none) %}
 UPDATE {{ table }} AS h
-SET valid_to = {{ version() }}
+SET valid_to = {{ writing_version() }}
 {%- if scope_from %}
 FROM {{ scope_from }}
 {%- endif %}
@@ -104,7 +111,7 @@ SELECT
 {%- for column in keys + values %}
     n.{{ column | ident }},
 {%- endfor %}
-{{ version() }} AS valid_from
+{{ writing_version() }} AS valid_from
 FROM {{ new_rows }} AS n
 WHERE NOT EXISTS (
     SELECT 1
@@ -117,33 +124,17 @@ WHERE NOT EXISTS (
 );
 {%- endmacro %}
 
-{#- (Re)create a view only when its definition changed: CREATE OR REPLACE VIEW takes a lock
-    that would queue readers behind any long query, so an unchanged view is left alone.
-    The comment carries the definition's md5. When the columns change (a config change:
-    another horizon renames the label columns), the view is dropped and created; our own
-    views built on it (`dependents`) go first and are created again after it. A view of
-    yours built on it makes the drop fail, naming it: drop it, run, create it again. -#}
-{%- macro ensure_view(name, body, comment, dependents=[]) %}
-DO $ensure$
-DECLARE
-    body constant text := {{ body | literal }};
-    note constant text := {{ comment | literal }} || ' [definition md5 ' || md5(body) || ']';
-BEGIN
-    IF to_regclass({{ name | literal }}) IS NULL
-        OR obj_description(to_regclass({{ name | literal }}), 'pg_class') IS DISTINCT FROM note THEN
-{%- for dependent in dependents %}
-        EXECUTE format('DROP VIEW IF EXISTS %s', {{ dependent | literal }});
-{%- endfor %}
-        BEGIN
-            EXECUTE format('CREATE OR REPLACE VIEW %s AS %s', {{ name | literal }}, body);
-        EXCEPTION WHEN invalid_table_definition THEN
-            EXECUTE format('DROP VIEW %s', {{ name | literal }});
-            EXECUTE format('CREATE VIEW %s AS %s', {{ name | literal }}, body);
-        END;
-        EXECUTE format('COMMENT ON VIEW %s IS %L', {{ name | literal }}, note);
-    END IF;
-END
-$ensure$;
+{#- Ready history `table` (made by a migration with its key and version range) for this
+    run's rows: the config's value `columns` ((name, type) pairs) that it lacks, on Citus its
+    distribution (by customer, co-located; after its indexes and columns: Citus cannot
+    create an index from inside a multi-statement file), and no rows left by a run killed
+    before publishing. Import with context. -#}
+{%- macro open_history(table, columns) %}
+{{ ensure_columns(table, columns) }}
+
+{{ dist.distribute(table, 'customer_id') }}
+
+{{ discard_unpublished(table) }}
 {%- endmacro %}
 
 {#- Add the config's columns a history table lacks (a new window adds its columns; rows of
@@ -184,55 +175,25 @@ $analyze$;
 SELECT meta.set_run_setting('random_page_cost', '1.1');
 {%- endmacro -%}
 
-{#- A bulk load into an empty table (a first load, a backfill into a new database): its
-    secondary indexes (all but the primary key) are dropped before the load and built again
-    after it, in the same transaction, so no reader ever sees the table without them.
-    Building an index over a million rows at once costs a fraction of maintaining it row by
-    row (stg.orders at 1M: 5.1 s with its indexes; 1.5 s, then 0.7 s to build them). A table
-    that holds rows keeps its indexes: a daily run adds few rows to many. On Citus the shards
-    keep theirs (each worker maintains its own, in parallel; and Citus refuses DDL on a shard
-    that this transaction read over several connections). Import with context. -#}
-{%- macro drop_indexes_if_empty(table) %}
-{%- if not distribution %}
-DO $bulk$
-DECLARE
-    dropped record;
-BEGIN
-    CREATE TEMPORARY TABLE IF NOT EXISTS bulk_load_indexes (
-        table_name text, index_name text, definition text
-    ) ON COMMIT DROP;
-    IF NOT EXISTS (SELECT 1 FROM {{ table }}) THEN
-        FOR dropped IN
-            INSERT INTO bulk_load_indexes (table_name, index_name, definition)
-            SELECT {{ table | literal }}, i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid)
-            FROM pg_index AS i
-            WHERE i.indrelid = {{ table | literal }}::regclass
-                AND NOT EXISTS (SELECT FROM pg_constraint AS c WHERE c.conindid = i.indexrelid)
-            RETURNING index_name
-        LOOP
-            EXECUTE format('DROP INDEX %s', dropped.index_name);
-        END LOOP;
-    END IF;
-END
-$bulk$;
-{%- endif %}
-{%- endmacro %}
 
-{%- macro restore_indexes(table) %}
-{%- if not distribution %}
-DO $bulk$
-DECLARE
-    dropped record;
-BEGIN
-    IF to_regclass('pg_temp.bulk_load_indexes') IS NOT NULL THEN
-        FOR dropped IN
-            DELETE FROM bulk_load_indexes WHERE table_name = {{ table | literal }}
-            RETURNING definition
-        LOOP
-            EXECUTE dropped.definition;
-        END LOOP;
-    END IF;
-END
-$bulk$;
-{%- endif %}
+{#- Make the current rows of history `table` equal `rows` (a table holding, under `keys`
+    and `values`, the rows as they should be: every row on a full refresh, else the rows of
+    the run's scope), writing only what changed:
+      1. on a full refresh, close every current row that is gone or differs;
+      2. else close the scope's current rows that are gone or differ: `scope_from` and
+         `scope_where` (a FROM item and a condition on `h`, the history row) name them;
+      3. add the rows that are new or differ (a bulk load when the table is empty);
+      4. after a full refresh, fresh statistics for the later stages' plans.
+    A row that did not change is not touched, so a version costs what changed. Import with
+    context. -#}
+{%- macro apply_changes(table, rows, keys, values, scope_from, scope_where) %}
+{{ close_changed(table, rows, keys, values, scope_where=full_refresh()) }}
+
+{{ close_changed(table, rows, keys, values, scope_from=scope_from, scope_where=scope_where) }}
+
+{% call bulk.bulk_load(table) -%}
+{{ add_changed(table, rows, keys, values) }}
+{%- endcall %}
+
+{{ analyze_after_full_refresh(table) }}
 {%- endmacro %}

@@ -5,7 +5,7 @@
 -- requires: the source's raw events (source_events: its files in this run, quarantined
 --           records left out; lines without a CustomerID are quarantined by the config);
 --           record-level types checks on Quantity, UnitPrice and InvoiceDate passed
--- Semantics (README "UCI Online Retail"):
+-- Semantics (docs/sources.md, "UCI Online Retail"):
 --   order_id    = InvoiceNo; a leading C marks a cancellation (status cancelled, a
 --                 negative amount); A... "Adjust bad debt" rows are not customer orders
 --   customer_id = CustomerID without the float export's ".0" (17850.0 -> 17850)

@@ -1,0 +1,120 @@
+{%- import 'macros/orders.sql' as counted -%}
+{%- import 'macros/versions.sql' as versions with context -%}
+{%- import 'macros/distribution.sql' as dist with context -%}
+-- Brings the point-in-time customer features up to date with stg.orders, as rows of the
+-- version this run writes (published by 70_registry/070; readers see feats.customer_features).
+-- grain: one row per (customer_id, feature_time), feature_time being an instant at which
+--        the customer ordered; orders at the same instant share one row
+-- requires: 40_stage/040_stg_orders.sql, 40_stage/041_stg_order_changes.sql (stg.orders,
+--           stg.order_changes), V017__create_feature_and_label_history.sql
+-- writes: feats.customer_feature_history, work.feature_scope, work.feature_rows
+-- settings: raw_to_ready.full_refresh, raw_to_ready.version_number,
+--           raw_to_ready.published_version (sql/macros/versions.sql)
+-- Definitions (customer c, feature_time t, over c's staged orders that count: every
+-- status but features.exclude_statuses):
+--   orders_<N>d  = count of orders with t - N days <= order_at <= t
+--   revenue_<N>d = sum of amount over the same orders (0 when none has an amount)
+--   days_since_last_order = floor((t - latest order_at strictly before t) / 24 h);
+--                           NULL (or the configured value) when there is none
+-- Only orders at or before t are in any frame, so nothing later can leak into a row.
+-- Incremental: only the customers whose orders changed since the published version
+-- (stg.order_changes) are recomputed, and only their rows from their earliest changed
+-- instant on: a row before it reads orders before it only, which did not change. Its
+-- frames reach back the widest window, and its days_since_last_order to the customer's
+-- previous order, so those orders are read too. A full refresh recomputes every row.
+-- Either way only the rows that differ from the current ones are written.
+-- Days are 24-hour days: the frames are computed in UTC, whatever the session's zone.
+{{ counted.window_settings() }}
+{{ versions.index_friendly() }}
+
+-- The table is made by V017 with its key; the value columns follow the config (a new
+-- window adds its columns; rows of earlier versions have NULL there).
+{{ versions.open_history('feats.customer_feature_history', feature_columns) }}
+
+-- The customers to recompute and the instant from which (none on a full refresh).
+{% call dist.scratch_table('work.feature_scope', 'customer_id') -%}
+SELECT
+    c.customer_id,
+    min(c.changed_at) AS from_at
+FROM stg.order_changes AS c
+WHERE
+    NOT {{ versions.full_refresh() }}
+    AND c.version_number > {{ versions.published_version() }}
+    AND c.customer_id IS NOT NULL
+GROUP BY c.customer_id
+{%- endcall %}
+
+ALTER TABLE work.feature_scope ADD PRIMARY KEY (customer_id);
+
+ANALYZE work.feature_scope;
+
+-- The rows as they should be: every row on a full refresh, else the scope's rows, from
+-- the scope's orders: from the widest window before its instant, or its previous order.
+-- Unlogged (scratch) and CREATE TABLE AS, so that a full refresh may scan in parallel.
+{% call dist.scratch_table('work.feature_rows', 'customer_id', rows='the feature rows computed') -%}
+WITH {% call counted.order_instants(features) -%}
+        SELECT a.customer_key AS customer_id, a.order_at, a.amount, a.status
+        FROM work.feature_scope AS s
+        CROSS JOIN LATERAL (
+            SELECT max(p.order_at) AS previous_at
+            FROM stg.orders AS p
+            WHERE p.customer_key = s.customer_id AND p.customer_id = s.customer_id AND p.order_at < s.from_at
+                AND {{ counted.counts('p', features) }}
+        ) AS previous
+        INNER JOIN stg.orders AS a
+            ON a.customer_key = s.customer_id AND a.customer_id = s.customer_id
+            AND a.order_at >= least(
+                s.from_at - {{ ((features.windows_days | max) * 24 ~ ' hours') | literal }}::interval,
+                previous.previous_at
+            )
+{%- endcall %},
+
+windowed AS (
+    SELECT
+        customer_id,
+        feature_time,
+        {% for window in feature_windows %}
+        sum(order_count) OVER {{ ('last_' ~ window.days ~ 'd') | ident }} AS {{ window.orders | ident }},
+        sum(revenue) OVER {{ ('last_' ~ window.days ~ 'd') | ident }} AS {{ window.revenue | ident }},
+        {% endfor %}
+        -- rows are distinct instants, so the previous row is strictly earlier. lag()
+        -- ignores the frame, so it shares the first window's pass over the rows.
+        lag(feature_time) OVER {{ ('last_' ~ feature_windows[0].days ~ 'd') | ident }} AS previous_order_at
+    FROM order_instants
+    WINDOW
+    {% for window in feature_windows %}
+    {{ ('last_' ~ window.days ~ 'd') | ident }} AS (
+        PARTITION BY customer_id ORDER BY feature_time
+        RANGE BETWEEN INTERVAL {{ (window.days ~ ' days') | literal }} PRECEDING AND CURRENT ROW
+    ){{ "," if not loop.last }}
+    {% endfor %}
+)
+
+SELECT
+    w.customer_id,
+    w.feature_time,
+    {% for window in feature_windows %}
+    w.{{ window.orders | ident }}::bigint AS {{ window.orders | ident }},
+    coalesce(w.{{ window.revenue | ident }}, 0) AS {{ window.revenue | ident }},
+    {% endfor %}
+    coalesce(
+        floor(extract(EPOCH FROM w.feature_time - w.previous_order_at) / 86400)::integer,
+        {{ features.days_since_last_order_if_none | literal }}::integer
+    ) AS {{ days_since_column | ident }}
+FROM windowed AS w
+LEFT JOIN work.feature_scope AS s ON w.customer_id = s.customer_id
+-- the rows read only to fill the frames are not the scope's
+WHERE {{ versions.full_refresh() }} OR w.feature_time >= s.from_at
+{%- endcall %}
+
+ALTER TABLE work.feature_rows ADD PRIMARY KEY (customer_id, feature_time);
+
+ANALYZE work.feature_rows;
+
+-- Write what changed: close the current rows that went or differ (on a full refresh any,
+-- else the scope's from its instant on), add the new ones; fresh statistics after a full
+-- refresh for the labels' and splits' plans.
+{{ versions.apply_changes('feats.customer_feature_history', 'work.feature_rows',
+    ['customer_id', 'feature_time'], feature_columns | map('first') | list,
+    scope_from='work.feature_scope AS s',
+    scope_where='h.customer_id = s.customer_id AND h.feature_time >= s.from_at') }}
