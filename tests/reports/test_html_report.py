@@ -20,10 +20,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import numpy as np
 import pytest
 
-from scripts import html_report
+from scripts.reports import html as html_report
+from scripts.reports import html_format, html_svg, html_view
 from scripts.run import EXIT_PASSED, run_pipeline
 from tests.helpers import HEADER, REPO_ROOT
 
@@ -421,3 +423,161 @@ def test_the_index_skips_a_malformed_report_with_a_note(tmp_path):
     run_ids = re.findall(r'data-run-id="([^"]+)"', text)
     assert run_ids == ["20240102T000000Z-bbbbbb", "20240101T000000Z-aaaaaa"]  # newest first
     assert "20240103T000000Z-cccccc.json" in text and "notes.json" in text and 'id="skipped"' in text
+
+
+# --- the templates and the view model (no database) -----------------------------------------
+
+SCRIPT = "<script>alert('x')</script>"
+
+
+def full_report() -> dict[str, Any]:
+    """A report with something in every section: 14 files, a check with 9 samples (one too long to
+    show whole), quarantine, three splits, a profile with histograms and labels, drift checks."""
+    samples = [{"file_path": "data/raw/orders.csv", "line_number": line, "value": "x" * (400 if line == 2 else 3)}
+               for line in range(2, 11)]
+    checks = [{"id": f"rule.{i}", "level": "records", "column": "status", "rule": "rule", "severity": "error",
+               "action": "fail", "status": status, "failing_count": 40 if status == "fail" else 0,
+               "failing_percent": 4.0 if status == "fail" else 0.0, "row_count": 1000, "message": f"message {i}",
+               "implicit": i == 1, "error_if": None, "warn_if": None,
+               "samples": copy.deepcopy(samples) if status == "fail" else []}
+              for i, status in enumerate(("fail", "quarantine", "warn", "pass"))]
+    splits = [("train", None, 690, 0.7), ("val", "2024-03-01T00:00:00", 150, 0.15),
+              ("test", "2024-04-01T00:00:00", 140, 0.15)]
+    report = {
+        "run_id": "20240101T000000Z-full00", "status": "failed", "exit_code": 1, "validation_passed": False,
+        "errors": ["message 0"], "warnings": ["message 2"], "config": "configs/pipeline.yaml",
+        "started_at": "2024-01-01T00:00:00+00:00", "finished_at": "2024-01-01T00:02:30+00:00",
+        "feature_version": "ab" * 32, "refresh": {"full": False, "version_number": 2, "reason": "new files"},
+        "runner_peak_rss_mib": 50.5, "alerts": {"configured": True, "sent": True, "http_status": 200, "attempts": 1},
+        "stages": [{"stage": name, "status": "ok", "rows": 1000, "seconds": 0.5 + i}
+                   for i, name in enumerate(("ingest", "validate", "splits"))],
+        "sources": [{"source": "orders", "path": f"data/raw/orders_{i}.csv", "sha256": "cd" * 32, "bytes": 100,
+                     "ingested_rows": 10} for i in range(14)],
+        "checks": checks,
+        "quarantine": {"records": 3, "by_check": {"rule.1": 3}},
+        "splits": [{"split": name, "starts_at": starts, "ends_before": None, "row_count": rows, "gap_row_count": 5,
+                    "purged_row_count": 7, "censored_row_count": 3 if name == "test" else 0,
+                    "fraction": rows / 1000, "target_fraction": target} for name, starts, rows, target in splits],
+    }
+    return synthetic_profile(report)
+
+
+def test_every_section_renders_from_a_full_report(tmp_path):
+    report = full_report()
+    text = html_report.write_html(report, tmp_path / "full.html").read_text(encoding="utf-8")
+    assert 'class="render-error"' not in text
+    for anchor in ("run", "errors", "warnings", "sources-table", "stage-chart", "checks", "quarantine-table",
+                   "split-timeline", "splits-table", "batch-profile", "histograms", "label-balance", "drift-table"):
+        assert f'id="{anchor}"' in text, anchor
+    assert "2 more files" in text and "4 more samples" in text and "(400 characters)" in text
+    assert text.count('class="histogram"') == 4 and text.count('class="cutoff"') == 2
+    assert "2 min 30 s" in text and "200: posted" not in text and "sent: posted to the webhook" in text
+
+
+def test_a_check_message_and_file_path_with_markup_are_escaped(tmp_path):
+    """Autoescape: markup in a check's message, a sample's file path and value, a source path and
+    a feature's name is text on the page, escaped once."""
+    report = full_report()
+    report["checks"][0]["message"] = SCRIPT
+    report["checks"][0]["samples"][1].update(file_path=f"data/{SCRIPT}/{'deep/' * 10}orders.csv", value=SCRIPT)
+    report["sources"][0]["path"] = f"data/{SCRIPT}.csv"
+    report["profile"]["features"]["columns"][SCRIPT] = report["profile"]["features"]["columns"]["orders_7d"]
+    report["started_at"] = SCRIPT  # not a time: shown as it is
+    text = html_report.render_html(report)
+    assert "<script" not in text
+    assert html_report.esc(SCRIPT) in text and "&amp;lt;" not in text  # escaped, and only once
+    assert f"<dd>{html_report.esc(SCRIPT)}</dd>" in text
+    assert f'data-feature="{html_report.esc(SCRIPT)}"' in text
+    assert 'class="render-error"' not in text
+
+
+def test_no_template_writes_a_style_attribute_or_an_external_url(tmp_path):
+    templates = sorted(html_report.TEMPLATES.rglob("*.j2"))
+    assert len(templates) >= 12
+    for path in templates + [html_report.TEMPLATES / "report.css"]:
+        source = path.read_text(encoding="utf-8")
+        assert re.search(r"\sstyle\s*=", source) is None, f"{path.name}: a style attribute"
+        assert re.search(r"https?://|@import|url\(\s*['\"]?(?!#)", source) is None, f"{path.name}: an external URL"
+    folder = tmp_path / "reports"
+    html_report.write_html(full_report(), folder / "20240101T000000Z-full00.html")
+    (folder / "20240101T000000Z-full00.json").write_text(json.dumps(full_report()), encoding="utf-8")
+    for page in (folder / "20240101T000000Z-full00.html", html_report.write_index(folder)):
+        text = page.read_text(encoding="utf-8")
+        assert re.search(r"<[a-z]+[^>]*\sstyle\s*=", text) is None, f"{page.name}: a style attribute"
+        assert RESOURCE.search(text) is None and re.search(r"https?://", text) is None, page.name
+        assert text.count("<style>") == 1 and "Content-Security-Policy" in text and "default-src 'none'" in text
+
+
+def test_no_markup_in_the_python_modules():
+    """The view model is text: the markup lives in the templates only."""
+    for module in (html_report, html_view, html_svg, html_format):
+        source = Path(module.__file__).read_text(encoding="utf-8")
+        tags = re.findall(r"<(?:/?(?:div|span|table|t[rdh]|code|svg|rect|text|line|section|h[1-3]|p|a|li|ul|br|wbr)"
+                          r"\b)", source)
+        assert not tags, f"{Path(module.__file__).name}: markup {tags[:3]}"
+        assert "esc(" not in source.replace("def esc(", "").replace("Escaped(esc(", ""), module.__name__
+
+
+def test_the_environment_escapes_and_refuses_undefined_values():
+    env = html_report.environment()
+    assert env is html_report.environment()  # created once
+    assert env.autoescape is True and env.undefined is jinja2.StrictUndefined
+    assert env.from_string("{{ v }}").render(v=SCRIPT) == html_report.esc(SCRIPT)
+    assert env.from_string("<a title=\"{{ v }}\">").render(v='"><b>') == '<a title="&quot;&gt;&lt;b&gt;">'
+    with pytest.raises(jinja2.UndefinedError):
+        env.from_string("{{ missing }}").render()
+
+
+def test_the_view_model_is_plain_data():
+    """Text, numbers and lists of them: what the templates draw is decided in Python."""
+    report = full_report()
+
+    def plain(value: Any) -> bool:
+        if isinstance(value, dict):
+            return all(isinstance(k, str) and plain(v) for k, v in value.items())
+        if isinstance(value, (list, tuple)):
+            return all(plain(v) for v in value)
+        return value is None or isinstance(value, (str, int, float, bool))
+
+    for build, name, _, _ in html_report.SECTIONS:
+        model = build(report)
+        assert plain(model), name
+    checks = html_view.checks(report)["rows"]
+    assert [r["status"] for r in checks] == ["fail", "quarantine", "warn", "warn", "pass", "pass"]  # failures first
+    assert checks[0]["percent"] == "4%" and checks[0]["of_rows"] == "1,000" and checks[0]["failing"] == "40"
+    assert checks[0]["samples"]["shown"][0]["value"] == {"kind": "long", "text": "x" * 300, "title": "x" * 400,
+                                                         "length": "400"}
+
+
+def test_histogram_geometry():
+    chart = html_svg.histogram("f", {"edges": [0, 1, 2, 3, 4], "counts": {"train": [1, 3, 0, 0], "val": [2, 2, 0, 0],
+                                                                             "test": [0, 0, 0, 0]}})
+    assert len(chart["bars"]) == 8  # 4 bins x the 2 splits with rows (test has none)
+    plot_h = chart["height"] - 8 - 18
+    tallest = max(chart["bars"], key=lambda bar: float(bar["height"]))
+    assert float(tallest["height"]) == plot_h and tallest["fill"] == html_svg.SPLIT_COLOUR["train"]
+    assert [t["text"] for t in chart["texts"]] == ["75%", "0", "0", "4", "2"]  # peak share, zero, edges
+    empty = html_svg.histogram("f", {})
+    assert empty["bars"] == [] and [t["text"] for t in empty["texts"]] == ["no values"]
+
+
+def test_a_malformed_section_says_so_and_the_rest_is_drawn(tmp_path):
+    report = full_report()
+    report["stages"] = [{"stage": "ingest", "seconds": "not a number"}]
+    report["profile"]["features"]["columns"] = {"f": {"histogram": {"edges": ["a", 1]}}}
+    text = html_report.write_html(report, tmp_path / "broken.html").read_text(encoding="utf-8")
+    notices = re.findall(r'<section><h2>(\w+)</h2><p class="render-error">This section could not be drawn from the '
+                         r'report: (\w+): ', text)
+    assert notices == [("Stages", "ValueError"), ("Profile", "ValueError")]
+    assert 'id="checks"' in text and 'id="split-timeline"' in text and 'id="drift-table"' in text
+
+
+def test_make_report_prints_the_latest_page(tmp_path, capsys):
+    folder = tmp_path / "reports"
+    assert html_report.main(["--folder", str(folder)]) == 1
+    report = full_report()
+    (folder / f"{report['run_id']}.json").parent.mkdir()
+    (folder / f"{report['run_id']}.json").write_text(json.dumps(report), encoding="utf-8")
+    html_report.write_html(report, folder / f"{report['run_id']}.html")
+    assert html_report.main(["--folder", str(folder)]) == 0
+    assert capsys.readouterr().out.strip() == str(folder / f"{report['run_id']}.html")
