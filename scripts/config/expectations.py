@@ -4,7 +4,7 @@
   source model runs. Top-level rules, or rules under ``records:``.
 - **orders**: rules over the orders the source models produce (one row per order, typed,
   canonical columns), checked before anything is staged. Rules under ``orders:`` (the
-  seed's own file nests its rules there, under its dataset name).
+  original from-raw-to-ready project's file nests its rules there, under its dataset name).
 
 A record-level check may ``action: quarantine``: its offending records are set aside in
 meta.quarantine and left out of staging, and the run goes on unless ``error_if`` is breached.
@@ -19,111 +19,18 @@ Everything a user can get wrong is refused here with the file, the key and what 
 from __future__ import annotations
 
 import datetime as dt
-import math
-import re
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from scripts.config import (NUMERIC_TYPES, STAGING_CRITICAL, SUPPORTED_TYPES, THRESHOLD_RE, TIMESTAMP_TYPES,
-                            ConfigError, _int)
+from scripts.config.fields import (NUMERIC_TYPES, STAGING_CRITICAL, SUPPORTED_TYPES, TIMESTAMP_TYPES,
+                                   whole_number)
+from scripts.config.rules import (COMMON_OPTIONS, LEVEL_KEYS, MOSTLY_RULES, NEVER, ORDER_COLUMNS, ORDER_OPTIONS,
+                                  ORDER_RULES, QUARANTINE_RULES, RANGE_OPTIONS, RULE_KEYS, WHERE_RULES, WHERE_TESTS,
+                                  parse_threshold, range_params)
+from scripts.config.rules import message as rule_message
+from scripts.errors import ConfigError
 
-RULE_KEYS = {
-    "required_columns", "min_rows", "max_rows", "non_null", "unique", "types", "ranges",
-    "allowed_values", "max_decimal_places", "matches", "exact_duplicates",
-}
-LEVEL_KEYS = {"records", "orders"}
-# where and mostly are refused, naming the rules that take them, on any other rule
-COMMON_OPTIONS = {"severity", "error_if", "warn_if", "action", "where", "mostly"}
-# Options an order-level rule may take besides the common ones.
-ORDER_OPTIONS = {"counted_only"}
-# Record rules whose offending records can be told apart, one by one, and set aside.
-QUARANTINE_RULES = {"required_columns", "non_null", "unique", "types", "ranges", "allowed_values",
-                    "max_decimal_places", "matches"}
-# The canonical order columns an order-level rule may address (the seed's name for order_at too).
-ORDER_COLUMNS = {"order_id": "order_id", "customer_id": "customer_id", "order_at": "order_at",
-                 "order_ts": "order_at", "amount": "amount", "status": "status"}
-ORDER_RULES = {"required_columns", "min_rows", "max_rows", "non_null", "unique", "ranges", "allowed_values",
-               "max_decimal_places", "matches"}
-NEVER = None  # a threshold that is never breached (a quarantine check without error_if)
-
-# Rules that judge one value of a row at a time: they may be conditional (where), and all
-# but non_null (whose share of all rows is error_if: '>5%') may pass on a share of the
-# non-null values (mostly). unique judges a key against the others: it takes mostly only.
-WHERE_RULES = {"non_null", "types", "ranges", "allowed_values", "max_decimal_places", "matches"}
-MOSTLY_RULES = {"unique", "types", "ranges", "allowed_values", "max_decimal_places", "matches"}
-WHERE_TESTS = ("in", "not_in", "is_null")
-RANGE_OPTIONS = {"min", "max", "strict_min", "strict_max"}
-# A bound relative to the run: now (meta.runs.started_at), plus or minus a whole number of units.
-NOW_RE = re.compile(r"^\s*now\s*(?:([+-])\s*(\d+)\s*(second|minute|hour|day|week|month|year)s?)?\s*$",
-                    re.IGNORECASE)
-UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86_400, "week": 604_800}
-UNIT_MONTHS = {"month": 1, "year": 12}
-MAX_OFFSET_DAYS = 366_000  # about 1000 years: further than that is a typo (and out of timestamp range)
-
-
-def parse_threshold(path: Path, key: str, value: Any) -> dict[str, Any] | None:
-    """'>0', '>=10', '>0.5%' or a bare count (meaning '>count') -> {op, value, percent}.
-
-    Only '>' and '>=' exist: a threshold says how many offending records are too many.
-    """
-    if value is NEVER:
-        return NEVER
-    if isinstance(value, bool):
-        raise ConfigError(path, key, "must be a count or a condition such as '>0' or '>0.5%'")
-    if isinstance(value, (int, float)):
-        if value < 0:
-            raise ConfigError(path, key, f"a count cannot be negative, got {value!r}")
-        return {"op": ">", "value": float(value), "percent": False}
-    match = THRESHOLD_RE.match(str(value))
-    if not match:
-        raise ConfigError(path, key, f"cannot read threshold {value!r}: write it as '>0', '>=10' or '>0.5%' "
-                                     "(only > and >= compare a number of offending records)")
-    op, number, percent = match.groups()
-    return {"op": op or ">", "value": float(number), "percent": bool(percent)}
-
-
-def _message(rule: str, column: str | None, params: dict[str, Any]) -> str:
-    if rule == "unique":
-        return f"{column} has duplicate values"
-    if rule == "non_null":
-        return f"{column} has null values"
-    if rule == "required_columns":
-        return f"{column} is missing from the source"
-    if rule == "min_rows":
-        return f"fewer than {params['min']} rows"
-    if rule == "max_rows":
-        return f"more than {params['max']} rows"
-    if rule == "exact_duplicates":
-        return "some records are exact repeats of another record"
-    if rule == "types":
-        kind = params["type"]
-        word = {"timestamptz": "timestamps", "timestamp": "timestamps", "date": "dates"}.get(kind)
-        word = word or ("numbers" if kind in NUMERIC_TYPES else f"{kind} values")
-        return f"{column} has invalid {word}"
-    if rule == "ranges":
-        low, high = params.get("min"), params.get("max")
-        strict_low, strict_high = params.get("strict_min"), params.get("strict_max")
-        parts = []
-        if params.get("kind") == "timestamp":
-            if low is not None:
-                parts.append(f"values {'at or before' if strict_low else 'before'} {low['describe']}")
-            if high is not None:
-                parts.append(f"values {'at or after' if strict_high else 'after'} {high['describe']}")
-        else:
-            if low is not None:
-                parts.append("negative values" if low == 0 and not strict_low
-                             else f"values {'at or below' if strict_low else 'below'} {low}")
-            if high is not None:
-                parts.append(f"values {'at or above' if strict_high else 'above'} {high}")
-        return f"{column} has {' or '.join(parts)}"
-    if rule == "allowed_values":
-        return f"{column} has values outside {', '.join(map(str, params['values']))}"
-    if rule == "max_decimal_places":
-        return f"{column} has more than {params['places']} decimal places"
-    if rule == "matches":
-        return f"{column} has values not matching {params['pattern']}"
-    raise AssertionError(rule)
 
 
 def _check(path: Path, key: str, rule: str, column: str | None, spec: dict[str, Any], params: dict[str, Any],
@@ -146,9 +53,9 @@ def _check(path: Path, key: str, rule: str, column: str | None, spec: dict[str, 
     default_threshold = NEVER if quarantine else ">0"
     error_if = parse_threshold(path, f"{key}.error_if", spec.get("error_if", default_threshold))
     warn_if = parse_threshold(path, f"{key}.warn_if", spec.get("warn_if", default_threshold))
-    message = _message(rule, column, params)
+    text = rule_message(rule, column, params)
     if "where" in params:
-        message += f" where {_where_text(params['where'])}"
+        text += f" where {_where_text(params['where'])}"
     if "mostly" in params:
         if "error_if" in spec:
             raise ConfigError(path, f"{key}.mostly", "mostly is this check's error threshold: give mostly "
@@ -159,7 +66,7 @@ def _check(path: Path, key: str, rule: str, column: str | None, spec: dict[str, 
         error_if = {"op": ">", "value": float(failing_share), "percent": True}
         if "warn_if" not in spec:
             warn_if = dict(error_if)
-        message += f" in more than {failing_share.normalize():f}% of its non-null values"
+        text += f" in more than {failing_share.normalize():f}% of its non-null values"
     name = rule if column is None else f"{rule}.{column}"
     return {
         "id": f"orders.{name}" if level == "orders" else name,
@@ -172,7 +79,7 @@ def _check(path: Path, key: str, rule: str, column: str | None, spec: dict[str, 
         "error_if": error_if,
         "warn_if": warn_if,
         "params": params,
-        "message": message,
+        "message": text,
         # the check counts its own rows (where, or the non-null values for mostly)
         "has_domain": "where" in params or "mostly" in params,
     }
@@ -329,11 +236,11 @@ def _level_checks(path: Path, prefix: str, raw: dict[str, Any], level: str) -> l
     if "min_rows" in raw:
         key = f"{prefix}min_rows"
         spec = _as_spec(path, key, raw["min_rows"], "min", {"min"})
-        checks.append(_check(path, key, "min_rows", None, spec, {"min": _int(path, key, spec.get("min"), 0)}, level))
+        checks.append(_check(path, key, "min_rows", None, spec, {"min": whole_number(path, key, spec.get("min"), 0)}, level))
     if "max_rows" in raw:
         key = f"{prefix}max_rows"
         spec = _as_spec(path, key, raw["max_rows"], "max", {"max"})
-        most = _int(path, key, spec.get("max"), 0)
+        most = whole_number(path, key, spec.get("max"), 0)
         least = next((c["params"]["min"] for c in checks if c["rule"] == "min_rows"), 0)
         if least > most:
             raise ConfigError(path, key, f"is below min_rows ({least}): no batch could pass both")
@@ -365,7 +272,7 @@ def _level_checks(path: Path, prefix: str, raw: dict[str, Any], level: str) -> l
             spec = _as_spec(path, key, value, main, allowed | extra)
             name = column_name(key, str(column))
             if rule == "ranges":
-                params = _range_params(path, key, spec, level, name)
+                params = range_params(path, key, spec, level, name)
             else:
                 params = {k: spec[k] for k in allowed if k in spec}
                 _check_params(path, key, rule, params)
@@ -388,108 +295,6 @@ def _implied_type(path: Path, key: str, column: str, spec: dict[str, Any], param
     return check
 
 
-def _range_params(path: Path, key: str, spec: dict[str, Any], level: str, column: str) -> dict[str, Any]:
-    """min / max (numbers, or timestamps: ISO or relative to the run), strict_min / strict_max."""
-    bounds = {which: _range_bound(path, f"{key}.{which}", spec[which])
-              for which in ("min", "max") if spec.get(which) is not None}
-    if not bounds:
-        raise ConfigError(path, key, "needs min, max or both")
-    kinds = {bound["kind"] for bound in bounds.values()}
-    if len(kinds) > 1:
-        raise ConfigError(path, key, "min and max must both be numbers or both be dates or timestamps")
-    kind = kinds.pop()
-    params: dict[str, Any] = {"kind": kind, "min": None, "max": None}
-    for which, bound in bounds.items():
-        params[which] = bound["value"] if kind == "number" else bound
-    for which in ("min", "max"):
-        strict = spec.get(f"strict_{which}", False)
-        if not isinstance(strict, bool):
-            raise ConfigError(path, f"{key}.strict_{which}", f"must be true or false, got {strict!r}")
-        if strict and which not in bounds:
-            raise ConfigError(path, f"{key}.strict_{which}", f"needs {which}: there is no bound to make strict")
-        params[f"strict_{which}"] = strict
-    if len(bounds) == 2:
-        order = _bound_order(bounds["min"], bounds["max"])
-        if order is not None and order > 0:
-            raise ConfigError(path, key, f"min ({bounds['min']['text']}) is greater than max ({bounds['max']['text']})")
-        if order == 0 and (params["strict_min"] or params["strict_max"]):
-            raise ConfigError(path, key, f"min and max are both {bounds['min']['text']} and a bound is strict: "
-                                         "no value could pass")
-    if level == "orders" and kind == "timestamp" and column != "order_at":
-        raise ConfigError(path, key, f"{column} is not a timestamp: of an order's columns only order_at takes "
-                                     "date or timestamp bounds")
-    if level == "orders" and kind == "number" and column == "order_at":
-        raise ConfigError(path, key, "order_at is a timestamp: give its bounds as dates or timestamps "
-                                     "('2020-01-01', 'now', 'now - 400 days')")
-    return params
-
-
-def _range_bound(path: Path, key: str, value: Any) -> dict[str, Any]:
-    """A bound as the SQL compares it: a number, a fixed instant (ISO; a naive one is read in
-    staging.source_timezone, filled in by build_checks) or the run's start plus an offset."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        if not math.isfinite(value):
-            raise ConfigError(path, key, f"must be a finite number, got {value!r}")
-        return {"kind": "number", "value": value, "text": str(value)}
-    if isinstance(value, dt.date):  # YAML reads an unquoted date or timestamp itself
-        instant = value if isinstance(value, dt.datetime) else dt.datetime.combine(value, dt.time())
-        return _fixed_bound(instant, value.isoformat())
-    if isinstance(value, str):
-        now = NOW_RE.match(value)
-        if now:
-            sign, number, unit = now.groups()
-            bound = {"kind": "timestamp", "relative": True, "offset": None, "at": None, "zone": None,
-                     "text": "now", "describe": "the run's start"}
-            if number is not None:
-                count, unit = int(number), unit.lower()
-                days = count * UNIT_SECONDS.get(unit, 0) / 86_400 + count * UNIT_MONTHS.get(unit, 0) * 31
-                if days > MAX_OFFSET_DAYS:
-                    raise ConfigError(path, key, f"{value.strip()!r} is more than 1000 years from now")
-                words = f"{count} {unit}{'' if count == 1 else 's'}"
-                bound.update(offset=f"{'-' if sign == '-' else ''}{count} {unit}s", text=f"now {sign} {words}",
-                             describe=f"the run's start {sign} {words}")
-            return bound
-        try:
-            instant = dt.datetime.fromisoformat(value.strip())
-        except ValueError:
-            pass
-        else:
-            return _fixed_bound(instant, value.strip())
-    raise ConfigError(path, key, "must be a number, an ISO date or timestamp ('2020-01-01', "
-                                 "'2020-01-01 00:00:00+00:00') or now with an optional offset ('now', "
-                                 f"'now + 1 day', 'now - 400 days'), got {value!r}")
-
-
-def _fixed_bound(instant: dt.datetime, text: str) -> dict[str, Any]:
-    return {"kind": "timestamp", "relative": False, "offset": None, "at": instant.isoformat(), "zone": None,
-            "text": text, "describe": text}
-
-
-def _bound_order(low: dict[str, Any], high: dict[str, Any]) -> int | None:
-    """Whether low is below (-1), at (0) or above (1) high; None when only the run can tell
-    (a fixed instant against now, months against days, a naive instant against an aware one)."""
-    def position(bound: dict[str, Any]) -> tuple[str, Any]:
-        if bound["kind"] == "number":
-            return "number", bound["value"]
-        if not bound["relative"]:
-            instant = dt.datetime.fromisoformat(bound["at"])
-            return ("naive" if instant.tzinfo is None else "aware"), instant
-        if bound["offset"] is None:
-            return "now", 0
-        count, unit = bound["offset"].split()
-        unit = unit.rstrip("s")
-        if unit in UNIT_MONTHS:
-            return "now+months", int(count) * UNIT_MONTHS[unit]
-        return "now+seconds", int(count) * UNIT_SECONDS[unit]
-
-    (low_kind, low_at), (high_kind, high_at) = position(low), position(high)
-    if low_kind == "now" and high_kind.startswith("now"):
-        low_kind = high_kind
-    if high_kind == "now" and low_kind.startswith("now"):
-        high_kind = low_kind
-    if low_kind != high_kind:
-        return None
-    return (low_at > high_at) - (low_at < high_at)
 
 
 def build_checks(
@@ -529,7 +334,7 @@ def build_checks(
             # a naive bound is read where the data's naive timestamps are: in the source's zone
             for bound in (check["params"]["min"], check["params"]["max"]):
                 if bound and bound["at"] and dt.datetime.fromisoformat(bound["at"]).tzinfo is None:
-                    bound["zone"] = staging["source_timezone"]
+                    bound["zone"] = staging.source_timezone
     ids = [c["id"] for c in checks]
     duplicated = sorted({i for i in ids if ids.count(i) > 1})
     if duplicated:
@@ -537,7 +342,7 @@ def build_checks(
     for check in checks:
         check["params"].setdefault("exclude_statuses", exclude_statuses or [])
         if not fail_on_error and not check.get("critical") and check["severity"] == "error":
-            # validation.fail_on_error: false (the seed's switch): failures are reported as
+            # validation.fail_on_error: false (the original project's switch): failures are reported as
             # warnings, except where staging cannot run past them
             check["severity"] = "warn"
     return checks
@@ -552,10 +357,10 @@ def _check_params(path: Path, key: str, rule: str, params: dict[str, Any]) -> No
             raise ConfigError(path, key, "must be a non-empty list of accepted values")
         params["values"] = [str(v) for v in values]
     if rule == "max_decimal_places":
-        params["places"] = _int(path, key, params.get("places"), 0)
+        params["places"] = whole_number(path, key, params.get("places"), 0)
     if rule == "matches" and not isinstance(params.get("pattern"), str):
         # PostgreSQL (not Python) runs the pattern; the runner has the server compile it
-        # before any data work (scripts/run.py: check_patterns).
+        # before any data work (scripts/pipeline/runner.py: check_patterns).
         raise ConfigError(path, key, "must be a PostgreSQL regular expression (a string)")
 
 
@@ -630,13 +435,13 @@ def _compare_status_as_staged(checks: list[dict[str, Any]], columns: dict[str, s
         # A variant is accepted when what it maps to is accepted.
         if check["rule"] == "allowed_values" and check["column"] == columns.get("status"):
             check["params"]["normalize"] = True
-            check["params"]["values"] = _staged_variants(check["params"]["values"], staging["status_map"])
+            check["params"]["values"] = _staged_variants(check["params"]["values"], staging.status_map)
         # a condition on the status likewise: where: {status: {not_in: [refunded]}} holds for
         # ' Refunded' and for a variant the map sends to refunded
         for condition in check["params"].get("where", []):
             if condition["column"] == columns.get("status") and condition["test"] != "is_null":
                 condition["normalize"] = True
-                condition["values"] = _staged_variants(condition["values"], staging["status_map"])
+                condition["values"] = _staged_variants(condition["values"], staging.status_map)
 
 
 def _staged_variants(values: list[str], status_map: dict[str, str]) -> list[str]:

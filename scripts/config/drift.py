@@ -1,4 +1,4 @@
-"""Drift rules: the ``drift:`` section of the expectations, checked by sql/066_validate_drift.sql
+"""Drift rules: the ``drift:`` section of the expectations, checked by sql/65_profile/069_validate_drift.sql
 against the previous successful run's profile (meta.profiles).
 
     drift:
@@ -16,8 +16,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from scripts.config import ConfigError
-from scripts.expectations import parse_threshold
+from scripts.errors import ConfigError
+from scripts.config.columns import feature_columns
+from scripts.config.rules import parse_threshold
 
 # The batch's columns (stg.model_orders) a null-rate rule may watch.
 BATCH_COLUMNS = ["order_id", "customer_id", "order_at", "amount", "status"]
@@ -32,9 +33,8 @@ MESSAGES = {
 
 
 def feature_names(features: dict[str, Any]) -> list[str]:
-    """The feature columns, in table order (050_feats_customer_features.sql)."""
-    return [f"{kind}_{days}d" for days in features["windows_days"] for kind in ("orders", "revenue")] \
-        + ["days_since_last_order"]
+    """The feature columns, in table order."""
+    return [column.name for column in feature_columns(features)]
 
 
 def build_drift_checks(path: Path, raw: Any, features: dict[str, Any]) -> list[dict[str, Any]]:
