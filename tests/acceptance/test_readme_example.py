@@ -1,4 +1,5 @@
-"""The README's worked feature example is what the pipeline computes, table for table."""
+"""The worked feature example in docs/features-labels-splits.md is what the pipeline computes,
+table for table."""
 
 from __future__ import annotations
 
@@ -6,14 +7,18 @@ import datetime as dt
 import re
 from decimal import Decimal
 
-from scripts.run import EXIT_PASSED, run_pipeline
+from scripts.errors import EXIT_PASSED
+from scripts.pipeline.runner import run_pipeline
 from tests.helpers import HEADER, REPO_ROOT, query
 
+PAGE = REPO_ROOT / "docs" / "features-labels-splits.md"
+SECTION = "### Worked example: features"
 
-def readme_tables() -> tuple[list[list[str]], list[list[str]]]:
-    """The orders table and the features table under 'Worked example' in README.md."""
-    text = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
-    section = text[text.index("Worked example"):]
+
+def worked_example_tables() -> tuple[list[list[str]], list[list[str]]]:
+    """The orders table and the features table under SECTION in the page."""
+    text = PAGE.read_text(encoding="utf-8")
+    section = text[text.index(SECTION):]
     tables = re.findall(r"((?:^\|.*\|\n)+)", section, flags=re.M)[:2]
     parsed = []
     for table in tables:
@@ -22,8 +27,9 @@ def readme_tables() -> tuple[list[list[str]], list[list[str]]]:
     return parsed[0], parsed[1]
 
 
-def test_readme_worked_example_matches_the_pipeline(project, db_url):
-    orders, features = readme_tables()
+def test_worked_example_matches_the_pipeline(project, db_url):
+    orders, features = worked_example_tables()
+    assert [order for order, _, _ in orders] == ["A", "B", "C", "D", "E"]
     lines = [f"{order},C001,{at}:00,{amount},completed" for order, at, amount in orders]
     project.write_csv("orders.csv", HEADER + "\n".join(lines) + "\n")
     code, _ = run_pipeline(project.write_config(), db_url)

@@ -1,4 +1,4 @@
-"""The Makefile: help is the default target and the README shows what it prints."""
+"""The Makefile: help is the default target and docs/getting-started.md shows what it prints."""
 
 from __future__ import annotations
 
@@ -24,9 +24,9 @@ def test_help_is_the_default_and_lists_targets_in_pipeline_order():
     assert all(line.split(None, 1)[1].strip() for line in default.splitlines()[1:])  # each has a description
 
 
-def test_readme_shows_make_help_as_printed():
-    readme = (REPO_ROOT / "README.md").read_text(encoding="utf-8")
-    assert make("help") in readme
+def test_getting_started_shows_make_help_as_printed():
+    page = (REPO_ROOT / "docs" / "getting-started.md").read_text(encoding="utf-8")
+    assert make("help") in page
 
 
 def test_ci_runs_make_test():
