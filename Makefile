@@ -24,7 +24,7 @@ RUN := $(PY) -m scripts.run --config $(CONFIG) $(RUN_ARGS)
 
 .DEFAULT_GOAL := help
 .PHONY: help all install db-up db-stop psql migrate roles ingest validate model stage features splits retrieve export train render \
-	report lint chromium test test-suites bench bench-incremental bench-export citus-up citus-down demo-dirty demo-uci clean distclean
+	schemas report lint chromium test test-suites bench bench-incremental bench-export citus-up citus-down demo-dirty demo-uci clean distclean
 
 help: ## List the targets (the default)
 	@echo "raw-to-ready: make <target> [CONFIG=configs/pipeline.yaml] [DATABASE_URL=...]"
@@ -49,19 +49,19 @@ $(VENV)/.bench-installed: $(VENV)/.installed requirements-bench.txt
 	touch $@
 
 db-up: install ## Start the embedded PostgreSQL (unless DATABASE_URL is set) and print its URL
-	$(PY) -m scripts.pgembed up
+	$(PY) -m scripts.db.server up
 
 db-stop: install ## Stop the embedded PostgreSQL
-	$(PY) -m scripts.pgembed stop
+	$(PY) -m scripts.db.server stop
 
 psql: install ## Open psql on the pipeline database
-	$(PY) -m scripts.pgembed psql
+	$(PY) -m scripts.db.server psql
 
 migrate: install ## Apply pending schema migrations
-	$(PY) -m scripts.migrate
+	$(PY) -m scripts.db.migrate
 
 roles: install ## Create the owner, loader and reader roles and set this database up (as a DBA)
-	$(PY) -m scripts.roles
+	$(PY) -m scripts.db.roles
 
 ingest: install ## Run through ingest: COPY the configured files into raw.raw_events
 	$(RUN) --stage ingest
@@ -82,19 +82,22 @@ splits: install ## Run through splits (unpublished: `all` ends with the registry
 	$(RUN) --stage splits
 
 retrieve: install ## Features as of any instant: ENTITIES=customer_id,as_of CSV -> OUT=CSV
-	$(PY) -m scripts.retrieve --config $(CONFIG) --entities $(ENTITIES) --out $(OUT)
+	$(PY) -m scripts.serve.retrieve --config $(CONFIG) --entities $(ENTITIES) --out $(OUT)
 
 export: install ## Write the training set to artifacts/datasets/<feature_version>/ (Parquet, manifest)
-	$(PY) -m scripts.export --config $(CONFIG)
+	$(PY) -m scripts.serve.export --config $(CONFIG)
 
 train: install ## Fit and score the baseline models: meta.model_runs, artifacts/models/<version>/
-	$(PY) -m scripts.train --config $(CONFIG)
+	$(PY) -m scripts.serve.train --config $(CONFIG)
 
 render: install ## Write every stage's rendered SQL to artifacts/rendered/ for psql -f
 	$(RUN) --render --out artifacts/rendered
 
+schemas: install ## Write configs/schemas/*.json (JSON Schemas editors check configs with) from the config code
+	$(PY) -m scripts.config.schema
+
 report: install ## Print the path of the latest HTML report (and open it where a browser exists)
-	$(PY) -m scripts.html_report --open
+	$(PY) -m scripts.reports.html --open
 
 lint: install ## Lint sql/ with sqlfluff (.sqlfluff), on every core
 	@echo "== sqlfluff lint sql/"
@@ -124,16 +127,16 @@ bench: install $(VENV)/.bench-installed ## Benchmark every stage beside DuckDB o
 	$(PY) -m scripts.bench --rows $(ROWS) $(BENCH_ARGS)
 
 bench-incremental: install ## Benchmark a daily run against the full run (ROWS=1000000; BENCH_ARGS="--rows 1000000 10000000")
-	$(PY) -m scripts.bench_incremental --rows $(ROWS) $(BENCH_ARGS)
+	$(PY) -m scripts.bench.incremental --rows $(ROWS) $(BENCH_ARGS)
 
 bench-export: install ## Benchmark export (and train: BENCH_ARGS=--train) on ROWS generated orders
-	$(PY) -m scripts.bench_export --rows $(ROWS) $(BENCH_ARGS)
+	$(PY) -m scripts.bench.export --rows $(ROWS) $(BENCH_ARGS)
 
 citus-up: install ## Build Citus once (.citus/), start a coordinator and two workers on localhost, print the URL
-	$(PY) -m scripts.citus_cluster up
+	$(PY) -m scripts.db.citus up
 
 citus-down: install ## Stop the local Citus cluster (its data stays in .citus/)
-	$(PY) -m scripts.citus_cluster down
+	$(PY) -m scripts.db.citus down
 
 demo-dirty: install ## Run the bundled dirty sample: the gate fails on purpose (runner exit 1)
 	$(PY) -m scripts.run --config configs/pipeline_dirty.yaml
@@ -147,5 +150,5 @@ clean: ## Remove generated artifacts (reports, rendered SQL, runs, benchmark dat
 	rm -rf data/bench
 
 distclean: clean db-stop ## Also stop and delete the embedded database, the Citus cluster and .venv
-	-$(PY) -m scripts.citus_cluster down
+	-$(PY) -m scripts.db.citus down
 	rm -rf .pgdata .citus $(VENV)

@@ -32,6 +32,9 @@ import zlib
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
+from scripts.console import scrub_environment
+from scripts.errors import SourceError
+
 CHUNK = 1 << 20
 GZIP_MAGIC = b"\x1f\x8b"
 GZIP_WBITS = 16 + zlib.MAX_WBITS  # a gzip header and trailer around the deflate stream
@@ -49,14 +52,6 @@ SECRET_NAMES = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 CREDENTIALS_HINT = "check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary credentials)"
 REFUSED_CODES = {"AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken",
                  "TokenRefreshRequired", "AllAccessDisabled", "403"}
-
-
-class SourceError(Exception):
-    """A source file cannot be read (missing, unreadable, refused, empty, bad header).
-
-    Defined here so that config.py can raise it while it lists objects; scripts.ingest
-    re-exports it, and the runner exits 3 on it.
-    """
 
 
 class BadLocation(SourceError):
@@ -126,11 +121,7 @@ def _client(key_id: str | None, secret: str | None, token: str | None, region: s
 
 def _scrub(message: str) -> str:
     """The message without any secret from the environment, however it got there."""
-    for name in SECRET_NAMES:
-        value = os.environ.get(name)
-        if value:
-            message = message.replace(value, "***")
-    return message
+    return scrub_environment(message, SECRET_NAMES)
 
 
 def _endpoint() -> str:

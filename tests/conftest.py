@@ -20,7 +20,7 @@ import pytest
 from psycopg import conninfo
 from pytest_postgresql.janitor import DatabaseJanitor
 
-from scripts import pgembed
+from scripts.db import server as embedded
 from tests.helpers import Project
 
 
@@ -33,10 +33,10 @@ def pg_admin_url() -> Iterator[str]:
     # Short path: the server's Unix socket lives in its data directory.
     base = Path(tempfile.mkdtemp(prefix="r2r-pg-"))
     try:
-        yield pgembed.start_server(base / "pgdata", cleanup_mode="delete")
+        yield embedded.start_server(base / "pgdata", cleanup_mode="delete")
     finally:
         try:
-            pgembed.stop_server(base / "pgdata")
+            embedded.stop_server(base / "pgdata")
         except Exception:  # noqa: BLE001 - the package may have stopped it already
             pass
         shutil.rmtree(base, ignore_errors=True)
@@ -60,7 +60,7 @@ def db_factory(pg_admin_url: str) -> Iterator[Callable[[], str]]:
         )
         janitor.init()
         janitors.append(janitor)
-        return pgembed.with_database(pg_admin_url, name)
+        return embedded.with_database(pg_admin_url, name)
 
     try:
         yield create

@@ -4,6 +4,6 @@ sqlfluff loads this package through `library_path` in .sqlfluff; `make lint` run
 from the repository root, so `scripts` is importable.
 """
 
-from scripts.sqltemplate import FILTERS
+from scripts.db.render import FILTERS
 
 SQLFLUFF_JINJA_FILTERS = FILTERS

@@ -1,0 +1,378 @@
+"""Run the pipeline: every stage of scripts/pipeline/stages.py in order, each in one transaction.
+
+Every run writes artifacts/reports/<run_id>.json (and its HTML page and JUnit XML), failed
+runs included, and the rendered SQL it executed to artifacts/runs/<run_id>/sql/.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from scripts import errors
+from scripts.config import PipelineConfig
+from scripts.config import load as load_config
+from scripts.console import log, peak_rss_mib
+from scripts.db import connection, distribution, migrate, roles, server
+from scripts.db.execute import counted_rows, execute_sql
+from scripts.db import locks
+from scripts.errors import ConfigError, NeedsFullRefresh, StageError, ValidationFailed
+from scripts.ingest import cache, copy, sources as sources_mod
+from scripts.paths import ARTIFACTS
+from scripts.pipeline import context as context_mod
+from scripts.pipeline import models, stage_reports, versions
+from scripts.pipeline.stages import BY_NAME, STAGE_NAMES, Stage
+from scripts.pipeline.state import Run, new_run_id
+from scripts.reports import results, write
+from scripts.pipeline.versions import sha256_text
+
+
+def save_sql(run: Run, name: str, text: str, suffix: str = "") -> Path:
+    stem, ext = os.path.splitext(name)
+    path = run.out_dir / "sql" / f"{stem}{suffix}{ext}"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def set_run_settings(conn: psycopg.Connection, settings: dict[str, str]) -> None:
+    """Transaction-local settings the SQL reads with current_setting('raw_to_ready.*')."""
+    for key, value in settings.items():
+        conn.execute("SELECT meta.set_run_setting(%s, %s)", (f"raw_to_ready.{key}", value))
+
+
+@contextmanager
+def stage_timer(run: Run, stage: Stage) -> Iterator[dict[str, Any]]:
+    record: dict[str, Any] = {"stage": stage.name, "status": "running", "rows": None, "seconds": None}
+    run.stages.append(record)
+    if stage.data:
+        log(f"[{stage.name:<8}] running ...")  # a long stage shows it started; the ok line follows
+    started = time.perf_counter()
+    try:
+        yield record
+        record["status"] = "ok"
+    except BaseException as exc:
+        record["status"] = "failed" if isinstance(exc, ValidationFailed) else "error"
+        record["message"] = str(exc)
+        raise
+    finally:
+        record["seconds"] = round(time.perf_counter() - started, 3)
+        rows = "" if record["rows"] is None else f"{record['rows']:>10,} rows"
+        rate = ""
+        if record["rows"] and record["seconds"] > 0 and stage.data:
+            rate = f"  {record['rows'] / record['seconds']:>12,.0f} rows/s"
+        log(f"[{stage.name:<8}] {record['status']:<6} {rows:>15} {record['seconds']:>8.2f} s{rate}")
+        record_stage(run, record)
+
+
+def record_stage(run: Run, record: dict[str, Any]) -> None:
+    """meta.run_stages, in its own transaction so failed stages are recorded too."""
+    try:
+        with run.conn.transaction():
+            run.conn.execute(
+                "INSERT INTO meta.run_stages (run_id, stage, status, row_count, seconds, sql_sha256, message)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (run_id, stage) DO UPDATE SET status = EXCLUDED.status,"
+                " row_count = EXCLUDED.row_count, seconds = EXCLUDED.seconds, message = EXCLUDED.message",
+                (run.run_id, record["stage"], record["status"], record["rows"], record["seconds"],
+                 record.get("sql_sha256"), record.get("message")),
+            )
+    except psycopg.Error:
+        pass  # meta.runs may not exist yet (migrations failed): the report still has it
+
+
+# --- how each kind of stage runs (stages.py names the kind) -------------------------------
+
+
+def stage_migrate(run: Run, stage: Stage) -> None:
+    with stage_timer(run, stage) as record:
+        applied = migrate.apply_pending(run.conn, log=log)
+        record["rows"] = len(applied)
+        with run.conn.transaction():
+            for name, text in run.rendered[stage.name]:
+                execute_sql(run.conn, name, text, save_sql(run, name, text))
+        # this run holds the lock: a run still marked running was killed
+        run.conn.execute("UPDATE meta.runs SET status = 'error', finished_at = now() WHERE status = 'running'")
+        run.conn.execute(
+            "INSERT INTO meta.runs (run_id, config_path) VALUES (%s, %s) ON CONFLICT DO NOTHING",
+            (run.run_id, str(run.config.path)),
+        )
+    # from here on the session runs as the loader: no stage can change the raw layer
+    roles.become_loader(run.conn)
+    # before any data work: every source model returns the canonical columns and types
+    models.check_contract(run.conn, run.context["models"])
+    run.plan = versions.plan(run.conn, run.batch_file_sha256s, versions.definition_sha256(run.config),
+                             run.full_refresh)
+    versions.describe(run.plan, log)
+
+
+def stage_ingest(run: Run, stage: Stage) -> None:
+    with stage_timer(run, stage) as record:
+        with run.conn.transaction():
+            set_run_settings(run.conn, run.settings)
+            total = 0
+            for index, source in enumerate(run.sources, start=1):
+                added = copy.ingest_file(run.conn, source, index, lambda n, t, s: save_sql(run, n, t, s), log)
+                source["ingested_rows"] = added
+                total += added
+            if total:
+                run.conn.execute("SELECT meta.set_run_setting('raw_to_ready.ingested_rows', %s)", (str(total),))
+                for name, text in copy.render_analyze():
+                    execute_sql(run.conn, name, text, save_sql(run, name, text))
+        record["rows"] = total
+
+
+def stage_sql(run: Run, stage: Stage) -> None:
+    """A stage of SQL files; a gate (validate, model, profile) then reads its checks back
+    and stops the run when one fails."""
+    with stage_timer(run, stage) as record:
+        if stage.gate_level:
+            copy.require_ingested(run.conn, run.sources)
+        try:
+            with run.conn.transaction():
+                set_run_settings(run.conn, run.settings)
+                run_files(run, stage, record)
+        except StageError as exc:
+            if exc.sqlstate == versions.FULL_REFRESH_SQLSTATE:
+                raise NeedsFullRefresh(str(exc).split(": ERROR: ", 1)[-1].split("\n")[0]) from None
+            raise
+        if stage.gate_level:
+            gate(run, stage, record)
+        if stage.report:
+            getattr(stage_reports, stage.report)(run, record)
+        if stage.gate_level:
+            stop_at_gate(run, stage)
+
+
+def gate(run: Run, stage: Stage, record: dict[str, Any]) -> None:
+    level = stage.gate_level
+    checks = results.fetch_checks(run.conn, run.run_id, run.config.checks, level,
+                                  run.config.validation.failure_sample_size)
+    run.results[level] = checks
+    if checks:  # the rows checked (a conditional check looks at fewer)
+        record["rows"] = max(check["row_count"] for check in checks)
+
+
+def stop_at_gate(run: Run, stage: Stage) -> None:
+    level = stage.gate_level
+    checks = run.results[level]
+    failing = [c for c in checks if c["status"] == "fail"]
+    warnings = [c for c in checks if c["status"] == "warn"]
+    for check in checks:
+        if check["status"] == "quarantine":
+            log(f"  QUARANTINE {check['id']}: {check['failing_count']:,} records set aside "
+                f"({check['failing_percent']}%) in meta.quarantine; the run goes on")
+        elif check["status"] != "pass":  # a drift check's message holds its figures
+            log(f"  {check['status'].upper():<4} {check['id']}: {check['message']}" + ("" if level == "drift" else
+                f" ({check['failing_count']:,} {level}, {check['failing_percent']}%)"))
+    if failing or (run.warn_error and warnings):
+        raise ValidationFailed(
+            f"{len(failing)} check(s) failed"
+            + (f" and {len(warnings)} warned (--warn-error)" if run.warn_error and warnings else "")
+            + f"; details in meta.validation_failures (run_id {run.run_id})"
+        )
+
+
+def run_files(run: Run, stage: Stage, record: dict[str, Any]) -> None:
+    """Execute the stage's files; its rows are what their ``-- rows:`` statements wrote."""
+    done = []
+    digests = []
+    for name, text in run.rendered[stage.name]:
+        digests.append(sha256_text(text))
+        done += execute_sql(run.conn, name, text, save_sql(run, name, text))
+    rows = counted_rows(done)
+    record["rows"] = 0 if rows is None else rows
+    record["sql_sha256"] = sha256_text("".join(digests))
+
+
+def stage_registry(run: Run, stage: Stage) -> None:
+    hashes = run.hashes
+    run.feature_version = versions.feature_version(hashes)
+    with stage_timer(run, stage) as record:
+        with run.conn.transaction():
+            set_run_settings(run.conn, {
+                **run.settings,
+                "git_commit": versions.git_commit(),
+                "config_sha256": json.dumps(hashes["config"], sort_keys=True),
+                "sql_sha256": json.dumps(hashes["sql"], sort_keys=True),
+                "source_sha256": json.dumps(hashes["source"], sort_keys=True),
+            })
+            run_files(run, stage, record)
+    log(f"  feature_version {run.feature_version}")
+
+
+RUNNERS: dict[str, Callable[[Run, Stage], None]] = {
+    "migrate": stage_migrate, "ingest": stage_ingest, "sql": stage_sql, "registry": stage_registry,
+}
+
+
+# --- a run ------------------------------------------------------------------------------
+
+
+def connect(database_url: str, run_id: str = "") -> psycopg.Connection:
+    # autocommit: every stage opens its own explicit transaction; the application name
+    # tells a waiting run (and pg_stat_activity) which run holds the lock
+    conn = connection.connect(database_url, autocommit=True, application_name=f"raw-to-ready {run_id}".strip())
+    # the server ends this session within a second of the runner dying, even in the
+    # middle of a statement, so its lock and transaction do not outlive it
+    conn.execute("SET client_connection_check_interval = '1s'")
+    return conn
+
+
+def check_patterns(conn: psycopg.Connection, config: PipelineConfig) -> None:
+    """Have PostgreSQL compile every `matches` pattern before any data work."""
+    for check in config.checks:
+        if check["rule"] != "matches":
+            continue
+        try:
+            with conn.transaction():
+                conn.execute("SELECT '' ~ %s", (check["params"]["pattern"],))
+        except psycopg.errors.InvalidRegularExpression as exc:
+            message = exc.diag.message_primary or str(exc)
+            raise ConfigError(config.expectations_path, check["key"], f"PostgreSQL cannot use this pattern: {message}") \
+                from None
+
+
+def run_pipeline(
+    config_path: str | Path,
+    database_url: str | None = None,
+    through: str = "registry",
+    warn_error: bool = False,
+    run_id: str | None = None,
+    lock_timeout: float = 600.0,
+    full_refresh: bool = False,
+) -> tuple[int, dict[str, Any]]:
+    """Run every stage up to and including ``through``; return (exit code, report)."""
+    run_id = run_id or new_run_id()
+    started = dt.datetime.now(dt.timezone.utc)
+    report: dict[str, Any] = {
+        "run_id": run_id, "status": "error", "exit_code": errors.EXIT_RUNTIME, "validation_passed": None,
+        "errors": [], "warnings": [], "config": str(config_path), "started_at": started.isoformat(),
+        "warn_error": warn_error,
+    }
+    run: Run | None = None
+    code = errors.EXIT_RUNTIME
+    try:
+        config = load_config(config_path)
+        for note in config.notes:
+            log(f"note: {note}")
+        sources = describe_sources(config, reread=full_refresh)
+        sources_mod.check_rule_columns(config, sources)
+        conn = connect(database_url or server.resolve_database_url(), run_id)
+        run = Run(config=config, run_id=run_id, conn=conn, out_dir=ARTIFACTS / "runs" / run_id,
+                  warn_error=warn_error, sources=sources, full_refresh=full_refresh)
+        log(f"run {run_id}: {config.path} -> {len(sources)} source file(s), stages through {through}")
+        # content only, so known before any stage: the training set carries it
+        run.context = context_mod.template_context(config, sources)
+        run.rendered = context_mod.render_stages(config, sources)
+        run.hashes = context_mod.content_hashes(config, sources, run.rendered)
+        check_patterns(conn, config)
+        locks.lock_pipeline(conn, lock_timeout, log)
+        stages = [BY_NAME[name] for name in STAGE_NAMES[: STAGE_NAMES.index(through) + 1]]
+        position = 0
+        while position < len(stages):
+            try:
+                RUNNERS[stages[position].kind](run, stages[position])
+                position += 1
+            except NeedsFullRefresh as exc:  # the gates start over on every named file
+                run.plan = run.plan.as_full_refresh(list(dict.fromkeys(run.batch_file_sha256s)), str(exc))
+                log(f"  full refresh: {exc}")
+                position = STAGE_NAMES.index("validate")
+        code = errors.EXIT_PASSED
+        report["status"] = "passed"
+    except ValidationFailed as exc:
+        code = errors.EXIT_VALIDATION_FAILED
+        report["status"] = "failed"
+        log(f"validation failed: {exc}")
+    except Exception as exc:  # noqa: BLE001 - every failure ends in a report, a message and an exit code
+        code, message = errors.describe(exc)
+        if isinstance(exc, IN_STAGE_ERRORS):
+            message = in_stage(run, message)
+        report["errors"].append(message.removesuffix(" (please report it)"))
+        print(f"error: {message}", file=sys.stderr)
+    finally:
+        report["exit_code"] = code
+        report["finished_at"] = dt.datetime.now(dt.timezone.utc).isoformat()
+        if run is not None:
+            finish_run(run, report, code)
+        path = write.write_report(run_id, report, run.config.alerts if run else None, log)
+        log(f"report: {path}")
+    return code, report
+
+
+# The errors a stage's work raises: their message names the stage that stopped.
+IN_STAGE_ERRORS = (StageError, errors.MigrationError, errors.IngestError, errors.LockError, errors.TemplateError,
+                   errors.EmbeddedServerError, errors.ClusterError, psycopg.Error)
+
+
+def in_stage(run: Run | None, message: str) -> str:
+    """A runtime error names the stage it stopped; the next run starts that stage over."""
+    failed = [s["stage"] for s in (run.stages if run else []) if s["status"] == "error"]
+    if failed and run and run.config.distribution:
+        message += distribution.describe_failure(run.conn)
+    if failed and run and run.conn.broken:
+        message += ("\n  the connection to PostgreSQL was lost (did the server stop?): the stage's transaction "
+                    "was rolled back; run again once the server is up")
+    return f"stage {failed[-1]} stopped: {message}" if failed else message
+
+
+def describe_sources(config: PipelineConfig, reread: bool = True) -> list[dict[str, Any]]:
+    """Every named file, hashed, with its header and its source's model (a local file that
+    did not change since a run described it is not read again unless ``reread``)."""
+    described = cache.describe_all(config.files, sources_mod.describe_source, use_cache=not reread)
+    return [{**d, "model": f.model} for d, f in zip(described, config.files)]
+
+
+def finish_run(run: Run, report: dict[str, Any], code: int) -> None:
+    checks = run.checks
+    if checks:
+        # with --warn-error a warning fails the gate like an error does
+        failing = ("fail", "warn") if run.warn_error else ("fail",)
+        report["validation_passed"] = not any(c["status"] in failing for c in checks)
+        # one sentence per failing check, as the original from-raw-to-ready report has them
+        report["errors"] = [c["message"] for c in checks if c["status"] in failing] + report["errors"]
+        report["warnings"] = [c["message"] for c in checks if c["status"] == "warn"]
+    report.update({
+        "feature_version": run.feature_version,
+        "refresh": {"full": run.plan.full_refresh, "reason": run.plan.reason,
+                    "version_number": run.plan.version_number} if run.plan else None,
+        "stages": run.stages,
+        "sources": [
+            {"source": s["source_name"], "path": s["path"], "sha256": s["sha256"], "bytes": s["bytes"],
+             "ingested_rows": s.get("ingested_rows")}
+            for s in run.sources
+        ],
+        "checks": checks,
+        "quarantine": results.quarantine_summary(checks),
+        "splits": run.splits,
+        "profile": run.profile,
+        "runner_peak_rss_mib": round(peak_rss_mib(), 1),
+    })
+    status = {errors.EXIT_PASSED: "passed", errors.EXIT_VALIDATION_FAILED: "failed"}.get(code, "error")
+    try:
+        if run.conn.closed:
+            return
+        with run.conn.transaction():
+            run.conn.execute(
+                "UPDATE meta.runs SET finished_at = now(), status = %s, exit_code = %s WHERE run_id = %s",
+                (status, code, run.run_id),
+            )
+    except psycopg.Error:
+        pass
+    finally:
+        run.conn.close()
+
+
+def render_all(config_path: str | Path, out_dir: Path) -> list[Path]:
+    """Write every stage's rendered SQL (ingest per source file) for DBAs; no database needed."""
+    config = load_config(config_path)
+    return context_mod.render_all(config, describe_sources(config), out_dir)

@@ -1,0 +1,1 @@
+"""The benchmark's own correctness (its floors do their stage's work)."""

@@ -1,0 +1,1 @@
+"""The database: the embedded server, migrations, roles, Citus."""

@@ -1,0 +1,1 @@
+"""The JSON, HTML and JUnit reports, and alerts."""

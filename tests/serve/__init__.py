@@ -1,0 +1,1 @@
+"""What reads the published rows: retrieval, export, training."""

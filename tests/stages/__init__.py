@@ -1,0 +1,1 @@
+"""One module per stage (sql/NN_<stage>/), named after it, against a real PostgreSQL."""
