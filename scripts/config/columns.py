@@ -55,6 +55,13 @@ def label_columns(labels: Labels | None) -> list[Column]:
 
 
 LABEL_NAME_RE = re.compile(r"^(repeat|revenue_next)_(\d+)d$")  # a label column of any horizon
+ORDERS_WINDOW_RE = re.compile(r"^orders_(\d+)d$")  # the order count of a window of any length
+
+
+def orders_window_days(name: str) -> int | None:
+    """N of an orders_<N>d column (a window's order count), else None."""
+    match = ORDERS_WINDOW_RE.match(name)
+    return int(match.group(1)) if match else None
 
 
 def as_pairs(columns: list[Column]) -> list[tuple[str, str]]:

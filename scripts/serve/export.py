@@ -42,6 +42,7 @@ import psycopg
 from psycopg import sql
 
 from scripts import config as config_mod
+from scripts.config.columns import revenue_label_name, target_name
 from scripts.console import log, peak_rss_mib
 from scripts.db import connection, server
 from scripts.errors import EXIT_OK, EXIT_USAGE, failure
@@ -150,19 +151,20 @@ def held_versions(conn: psycopg.Connection) -> list[str]:
 def label_definition(config: config_mod.PipelineConfig, columns: list[Column]) -> dict[str, Any]:
     horizon = config.labels.horizon_days
     label_columns = {c.name for c in columns if c.role == "label"}
-    expected = {f"repeat_{horizon}d", f"revenue_next_{horizon}d"}
+    target, revenue = target_name(horizon), revenue_label_name(horizon)
+    expected = {target, revenue}
     if not expected <= label_columns:
         raise ExportError(f"{TABLE} has labels {sorted(label_columns)}, not {sorted(expected)} for "
                           f"labels.horizon_days {horizon} in {config.path}: run `make all` with this config first",
                           EXIT_USAGE)
     return {
-        "target": f"repeat_{horizon}d",
+        "target": target,
         "horizon_days": horizon,
         "observed_until": config.labels.observed_until,
         "columns": {
-            f"repeat_{horizon}d": f"the customer placed an order that counts in (feature_time, feature_time + "
+            target: f"the customer placed an order that counts in (feature_time, feature_time + "
                                   f"{horizon} days]",
-            f"revenue_next_{horizon}d": f"sum of amount over those orders (0 when none)",
+            revenue: "sum of amount over those orders (0 when none)",
         },
         "censoring": f"rows whose (feature_time, feature_time + {horizon} days] window ends after the data's end "
                      "(labels.observed_until, or the latest order) are left out: their label is not known yet",

@@ -53,6 +53,7 @@ from typing import Any
 import psycopg
 
 from scripts import config as config_mod
+from scripts.config.columns import orders_window_days, target_name, window_feature_columns
 from scripts.console import log
 from scripts.db import migrate, server
 from scripts.errors import EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, CommandError, failure
@@ -138,7 +139,7 @@ def load_dataset(conn: psycopg.Connection, config: config_mod.PipelineConfig, re
     registry = export_mod.resolve_version(conn, requested)
     export_mod.check_config(config, registry)
     version = registry["feature_version"]
-    label = f"repeat_{config.labels.horizon_days}d"
+    label = target_name(config.labels.horizon_days)
     folder = datasets_root / version
     manifest_path = folder / "manifest.json"
     if manifest_path.is_file():
@@ -236,12 +237,11 @@ def evaluate(y: Any, p: Any) -> dict[str, Any]:
 
 
 def recent_order_column(features: list[str]) -> str:
-    windows = sorted(int(name[len("orders_"):-1]) for name in features
-                     if name.startswith("orders_") and name.endswith("d") and name[len("orders_"):-1].isdigit())
+    windows = sorted(days for name in features if (days := orders_window_days(name)) is not None)
     if not windows:
         raise TrainError("the training set has no orders_<N>d feature for the recent-order baseline")
     days = min(windows, key=lambda w: (abs(w - RECENT_DAYS), w))
-    return f"orders_{days}d"
+    return window_feature_columns(days)[0].name
 
 
 def fit_base_rate(x: Any, y: Any) -> dict[str, Any]:
@@ -409,7 +409,7 @@ def record_runs(conn: psycopg.Connection, training_id: str, dataset: Dataset, me
 
 def print_table(metrics: dict[str, Any], results: dict[str, Any]) -> None:
     recent = metrics["models"]["recent_order"]["params"]["column"]
-    days = recent[len("orders_"):-1]
+    days = orders_window_days(recent)
     header = (f"{'model':<32} {'chosen on val / fitted on train':<44} {'val loss':>8}  "
               f"{'test AUC':>8} {'test AP':>8} {'test loss':>9} {'Brier':>7}")
     lines = [header, "-" * len(header)]
