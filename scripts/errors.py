@@ -14,7 +14,6 @@ from pathlib import Path
 import psycopg
 
 EXIT_PASSED, EXIT_VALIDATION_FAILED, EXIT_USAGE, EXIT_RUNTIME, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
-EXIT_OK = EXIT_PASSED
 EXIT_CODES_HELP = "Exit codes: 0 passed, 1 validation failed, 2 bad config or usage, 3 runtime or database error."
 
 

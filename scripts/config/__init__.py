@@ -10,7 +10,6 @@
 
 from scripts.config.pipeline import PipelineConfig, load
 from scripts.config.source_files import SourceFile, project_root, resolve
-from scripts.config.fields import ALERT_DEFAULTS
 from scripts.errors import ConfigError
 
-__all__ = ["ALERT_DEFAULTS", "ConfigError", "PipelineConfig", "SourceFile", "load", "project_root", "resolve"]
+__all__ = ["ConfigError", "PipelineConfig", "SourceFile", "load", "project_root", "resolve"]

@@ -25,9 +25,6 @@ STAGING_CRITICAL = "required columns, types of the order_ts and amount columns, 
 
 THRESHOLD_RE = re.compile(r"^\s*(>=|>)?\s*(\d+(?:\.\d+)?)\s*(%?)\s*$")
 
-# alerts: where and when a run posts its summary (scripts/reports/alerts.py). The webhook URL is a
-# secret: ALERTS_WEBHOOK_URL in the environment is the place for it, and wins over the file.
-ALERT_DEFAULTS: dict[str, Any] = {"webhook_url": None, "on_warning": False, "timeout_seconds": 3, "attempts": 3}
 # an unreachable webhook delays a run by attempts x timeout (+ a few seconds of backoff) at most
 ALERT_MAX_TIMEOUT_SECONDS, ALERT_MAX_ATTEMPTS = 30, 5
 

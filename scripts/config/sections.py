@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from scripts.config.fields import ALERT_DEFAULTS, ALERT_MAX_ATTEMPTS, ALERT_MAX_TIMEOUT_SECONDS, mapping, whole_number
+from scripts.config.fields import ALERT_MAX_ATTEMPTS, ALERT_MAX_TIMEOUT_SECONDS, mapping, whole_number
 from scripts.errors import ConfigError
 
 
@@ -77,10 +77,10 @@ class Retention:
 class Alerts:
     """alerts: where and when a run posts its summary (ALERTS_WEBHOOK_URL wins over the file)."""
 
-    webhook_url: str | None = ALERT_DEFAULTS["webhook_url"]
-    on_warning: bool = ALERT_DEFAULTS["on_warning"]
-    timeout_seconds: float = ALERT_DEFAULTS["timeout_seconds"]
-    attempts: int = ALERT_DEFAULTS["attempts"]
+    webhook_url: str | None = None  # a secret: ALERTS_WEBHOOK_URL in the environment is its place
+    on_warning: bool = False
+    timeout_seconds: float = 3
+    attempts: int = 3
 
 
 @dataclass(frozen=True)
@@ -177,7 +177,8 @@ def parse_labels(path: Path, raw: dict[str, Any]) -> Labels | None:
 def parse_alerts(path: Path, raw: dict[str, Any]) -> Alerts:
     """alerts: {webhook_url, on_warning, timeout_seconds, attempts}; every key optional.
     An error never repeats the URL: it may hold a token."""
-    alerts = mapping(path, raw, "alerts", set(ALERT_DEFAULTS))
+    defaults = Alerts()
+    alerts = mapping(path, raw, "alerts", {f.name for f in dataclasses.fields(Alerts)})
     url = alerts.get("webhook_url")
     if url is not None:
         try:
@@ -187,15 +188,15 @@ def parse_alerts(path: Path, raw: dict[str, Any]) -> Alerts:
         if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
             raise ConfigError(path, "alerts.webhook_url", "must be an http:// or https:// URL (better: leave it out "
                                                           "and set ALERTS_WEBHOOK_URL in the environment)")
-    on_warning = alerts.get("on_warning", ALERT_DEFAULTS["on_warning"])
+    on_warning = alerts.get("on_warning", defaults.on_warning)
     if not isinstance(on_warning, bool):
         raise ConfigError(path, "alerts.on_warning", f"must be true or false, got {on_warning!r}")
-    timeout = alerts.get("timeout_seconds", ALERT_DEFAULTS["timeout_seconds"])
+    timeout = alerts.get("timeout_seconds", defaults.timeout_seconds)
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) \
             or not 0 < timeout <= ALERT_MAX_TIMEOUT_SECONDS:
         raise ConfigError(path, "alerts.timeout_seconds",
                           f"must be a number of seconds > 0 and <= {ALERT_MAX_TIMEOUT_SECONDS}, got {timeout!r}")
-    attempts = whole_number(path, "alerts.attempts", alerts.get("attempts", ALERT_DEFAULTS["attempts"]), 1)
+    attempts = whole_number(path, "alerts.attempts", alerts.get("attempts", defaults.attempts), 1)
     if attempts > ALERT_MAX_ATTEMPTS:
         raise ConfigError(path, "alerts.attempts", f"must be at most {ALERT_MAX_ATTEMPTS}, got {attempts}")
     return Alerts(webhook_url=url, on_warning=on_warning, timeout_seconds=timeout, attempts=attempts)

@@ -14,12 +14,12 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from scripts import objectstore
+from scripts.paths import ARTIFACTS
 
-CACHE = Path("artifacts") / "cache" / "sources.json"
+CACHE = ARTIFACTS / "cache" / "sources.json"
 
 
 def _key(source_file: Any) -> str | None:

@@ -32,6 +32,7 @@ from typing import Any
 
 import jinja2
 
+from scripts.paths import ARTIFACTS
 from scripts.reports import html_view as view
 from scripts.reports.html_format import fmt_duration, fmt_int, fmt_time, path_pieces, short_hash
 
@@ -219,7 +220,7 @@ def can_show_a_browser() -> bool:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m scripts.reports.html", description=(
         "Print the path of the latest run's HTML report (make report)."))
-    parser.add_argument("--folder", type=Path, default=Path("artifacts") / "reports",
+    parser.add_argument("--folder", type=Path, default=ARTIFACTS / "reports",
                         help="where the reports are (default: artifacts/reports)")
     parser.add_argument("--open", action="store_true", help="also open it in a browser, where one can show it")
     args = parser.parse_args(argv)

@@ -45,12 +45,13 @@ from scripts import config as config_mod
 from scripts.config.columns import revenue_label_name, target_name
 from scripts.console import log, peak_rss_mib
 from scripts.db import connection, server
-from scripts.errors import EXIT_OK, EXIT_USAGE, failure
+from scripts.errors import EXIT_PASSED, EXIT_USAGE, failure
+from scripts.paths import ARTIFACTS
 from scripts.serve.training_set import (BATCH_ROWS, COMPRESSION, KEY_COLUMNS, TABLE, Column, ExportError, arrow_schema,
                                        arrow_types, iter_row_groups, sha256_file, write_parquet)
 
 SPLITS = ("train", "val", "test")
-DATASETS = Path("artifacts") / "datasets"
+DATASETS = ARTIFACTS / "datasets"
 # Columns of feats.training_set that the files leave out: the folder names the version and
 # the file names the split.
 OMITTED_COLUMNS = ("split", "feature_version")
@@ -317,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
         return failure(exc)
     log(f"manifest: {manifest['path']}/manifest.json ({manifest['row_count']:,} rows); "
         f"peak RSS {peak_rss_mib():.1f} MiB")
-    return EXIT_OK
+    return EXIT_PASSED
 
 
 if __name__ == "__main__":

@@ -48,7 +48,7 @@ from scripts.config import PipelineConfig
 from scripts.config.columns import feature_columns as config_feature_columns
 from scripts.console import log
 from scripts.db import connection, server
-from scripts.errors import EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, CommandError, ConfigError, EmbeddedServerError, failure
+from scripts.errors import EXIT_PASSED, EXIT_RUNTIME, EXIT_USAGE, CommandError, ConfigError, EmbeddedServerError, failure
 
 CHUNK = 1 << 20  # bytes per COPY write
 COLUMNS = ("customer_id", "as_of")
@@ -355,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
         code = failure(exc)
         print(f"  nothing was written to {args.out}", file=sys.stderr)
         return code
-    return EXIT_OK
+    return EXIT_PASSED
 
 
 if __name__ == "__main__":

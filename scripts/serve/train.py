@@ -56,12 +56,13 @@ from scripts import config as config_mod
 from scripts.config.columns import orders_window_days, target_name, window_feature_columns
 from scripts.console import log
 from scripts.db import migrate, server
-from scripts.errors import EXIT_OK, EXIT_RUNTIME, EXIT_USAGE, CommandError, failure
+from scripts.errors import EXIT_PASSED, EXIT_RUNTIME, EXIT_USAGE, CommandError, failure
+from scripts.paths import ARTIFACTS
 from scripts.serve import export as export_mod
 from scripts.serve import training_set
 from scripts.serve.export import SPLITS
 
-MODELS = Path("artifacts") / "models"
+MODELS = ARTIFACTS / "models"
 SEED = 20_261_127
 RECENT_DAYS = 30  # the "ordered in the last 30 days" baseline's window
 # Grids: small on purpose (a baseline, not a search); evaluated on val in this order.
@@ -492,7 +493,7 @@ def main(argv: list[str] | None = None) -> int:
         train(args.config, args.feature_version, datasets_root=Path(args.datasets), models_root=Path(args.models))
     except (Exception, KeyboardInterrupt) as exc:  # noqa: BLE001 - one message, an exit code
         return failure(exc)
-    return EXIT_OK
+    return EXIT_PASSED
 
 
 if __name__ == "__main__":

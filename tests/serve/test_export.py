@@ -195,7 +195,7 @@ def test_a_failed_export_leaves_the_previous_one_and_nothing_else(project, db_ur
     config = sample_project(project)
     version = run(config, db_url)
     monkeypatch.setenv("DATABASE_URL", db_url)
-    assert export.main(["--config", config]) == errors.EXIT_OK
+    assert export.main(["--config", config]) == errors.EXIT_PASSED
     before = file_bytes(version)
     # a value no decimal128(38, 2) holds, in the last split written: train and val are done by then
     # (feats.training_set is a view: the value goes into the published feature row)
@@ -240,7 +240,7 @@ def test_wrong_config_or_version_is_refused(project, db_url, monkeypatch, capsys
     assert export.main(["--config", config, "--feature-version", "0" * 64]) == errors.EXIT_USAGE
     assert f"the latest is {version}" in capsys.readouterr().err
     assert export.main(["--config", config, "--feature-version", "XYZ"]) == errors.EXIT_USAGE
-    assert export.main(["--config", config, "--feature-version", version[:10]]) == errors.EXIT_OK
+    assert export.main(["--config", config, "--feature-version", version[:10]]) == errors.EXIT_PASSED
     assert (folder(version) / "manifest.json").is_file()
     assert export.main(["--config", "configs/missing.yaml"]) == errors.EXIT_USAGE
 
