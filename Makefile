@@ -10,6 +10,8 @@ BENCH_ARGS ?=
 ENTITIES ?= entities.csv
 OUT ?= features.csv
 PYTEST_ARGS ?=
+# test processes (pytest-xdist workers, each with its own throwaway server); 0 runs in this process
+TEST_WORKERS ?= 2
 # the browser the HTML report's test drives (Debian's package: `make chromium` installs it)
 CHROMIUM ?= chromium
 export CHROMIUM
@@ -119,9 +121,9 @@ chromium: ## Install Debian's chromium for the HTML report's browser test when m
 
 test: lint test-suites ## Lint, then run every test suite against a real PostgreSQL (PG_VERSION=16 for 16)
 
-test-suites: install $(BROWSER_DEPS) ## Run every test suite without the lint (PG_VERSION=16; PYTEST_ARGS=-k ...)
+test-suites: install $(BROWSER_DEPS) ## Run every test suite without the lint (PG_VERSION=16; PYTEST_ARGS=-k ...; TEST_WORKERS=2)
 	@echo "== pytest (TEST_DATABASE_URL, or a throwaway embedded PostgreSQL $(PG_VERSION))"
-	$(PY) -m pytest tests -ra $(PYTEST_ARGS)
+	$(PY) -m pytest tests -ra -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
 
 bench: install $(VENV)/.bench-installed ## Benchmark every stage beside DuckDB on ROWS generated orders (ROWS=1000000)
 	$(PY) -m scripts.bench --rows $(ROWS) $(BENCH_ARGS)

@@ -25,7 +25,7 @@ from scripts.run import EXIT_PASSED, EXIT_RUNTIME, run_pipeline
 from tests.runner.crash_helpers import (PUBLISHED, REGISTRY, Runner, compared_columns, differences, published_state, snapshot_connection,
                                  stage_line, table_content)
 
-pytestmark = pytest.mark.citus
+pytestmark = [pytest.mark.citus, pytest.mark.xdist_group("citus")]
 
 
 @pytest.fixture(scope="session")
