@@ -123,7 +123,7 @@ test: lint test-suites ## Lint, then run every test suite against a real Postgre
 
 test-suites: install $(BROWSER_DEPS) ## Run every test suite without the lint (PG_VERSION=16; PYTEST_ARGS=-k ...; TEST_WORKERS=2)
 	@echo "== pytest (TEST_DATABASE_URL, or a throwaway embedded PostgreSQL $(PG_VERSION))"
-	$(PY) -m pytest tests -ra -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	$(PY) -m pytest tests -ra -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 bench: install $(VENV)/.bench-installed ## Benchmark every stage beside DuckDB on ROWS generated orders (ROWS=1000000)
 	$(PY) -m scripts.bench --rows $(ROWS) $(BENCH_ARGS)

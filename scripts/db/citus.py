@@ -26,6 +26,7 @@ unprivileged user the embedded server uses (pgserver): PostgreSQL refuses to run
 from __future__ import annotations
 
 import argparse
+import fcntl
 import hashlib
 import os
 import pwd
@@ -140,7 +141,16 @@ def _install_packages() -> None:
 
 
 def build() -> None:
-    """Build Citus into the private server copy, unless the stamp says it is built already."""
+    """Build Citus into the private server copy, unless the stamp says it is built already.
+    One process at a time (an exclusive lock on .citus/build.lock): a second one waits, then
+    finds it built."""
+    HOME.mkdir(parents=True, exist_ok=True)
+    with (HOME / "build.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _build()
+
+
+def _build() -> None:
     sha = _tarball_sha256()
     if STAMP.exists() and STAMP.read_text().strip() == sha and (PG_COPY / "lib" / "postgresql" / "citus.so").exists():
         return
