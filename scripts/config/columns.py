@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
+from scripts.config.defined import Definition
 from scripts.config.sections import Features, Labels
+from scripts.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -28,10 +31,51 @@ def window_feature_columns(days: int) -> list[Column]:
     return [Column(f"orders_{days}d", "bigint", "feature"), Column(f"revenue_{days}d", "numeric", "feature")]
 
 
-def feature_columns(features: Features) -> list[Column]:
-    """The feature columns, in table order."""
+DAYS_SINCE_LAST_ORDER = "days_since_last_order"
+# names a feature may not take: the rows' keys, the split, the retrieval's own columns
+KEY_COLUMNS = ("customer_id", "feature_time", "entity_number", "as_of", "split", "valid_from", "valid_to")
+
+
+def builtin_feature_columns(features: Features) -> list[Column]:
+    """The built-in feature columns, in table order."""
     columns = [column for days in features.windows_days for column in window_feature_columns(days)]
-    return columns + [Column("days_since_last_order", "integer", "feature")]
+    return columns + [Column(DAYS_SINCE_LAST_ORDER, "integer", "feature")]
+
+
+def defined_columns(definition: Definition) -> list[Column]:
+    """The columns one features.define entry makes."""
+    return [Column(name, pg_type, "feature") for name, pg_type in definition.columns]
+
+
+def feature_columns(features: Features) -> list[Column]:
+    """The feature columns, in table order: the built-ins, then features.define's in order."""
+    return builtin_feature_columns(features) + [column for definition in features.define
+                                                for column in defined_columns(definition)]
+
+
+def check_names(path: Path, features: Features, labels: Labels | None) -> None:
+    """Refuse a defined name that collides with another column, and a ratio whose operands
+    are not feature columns made before it (or are ratios themselves): ConfigError, exit 2."""
+    made = {column.name: "a built-in feature" for column in builtin_feature_columns(features)}
+    made.update({name: "a reserved column" for name in KEY_COLUMNS})
+    made.update({column.name: "a label column" for column in label_columns(labels)})
+    ratios: set[str] = set()
+    for index, definition in enumerate(features.define):
+        key = f"features.define[{index}] ({definition.name})"
+        if definition.ratio:
+            operands = sorted(n for n, what in made.items() if what not in ("a reserved column", "a label column"))
+            for part, operand in zip(("numerator", "denominator"), definition.ratio):
+                if made.get(operand, "a reserved column") in ("a reserved column", "a label column"):
+                    raise ConfigError(path, f"{key}.ratio", f"the {part} {operand!r} is not a feature column made "
+                                                            f"before it (known: {', '.join(operands)})")
+                if operand in ratios:
+                    raise ConfigError(path, f"{key}.ratio", f"the {part} {operand!r} is itself a ratio")
+            ratios.add(definition.name)
+        for column in defined_columns(definition):
+            if column.name in made:
+                raise ConfigError(path, f"{key}.name", f"makes the column {column.name}, which is already "
+                                                       f"{made[column.name]}")
+            made[column.name] = f"made by features.define[{index}]"
 
 
 def target_name(horizon_days: int) -> str:

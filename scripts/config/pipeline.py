@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from scripts.config import drift, expectations
+from scripts.config.columns import check_names
 from scripts.config.fields import load_yaml, unknown_key
 from scripts.config.sections import (Alerts, Distribution, Features, Labels, Retention, Splits, Staging, Validation,
                                      parse_alerts, parse_distribution, parse_features, parse_labels, parse_retention,
@@ -72,6 +73,7 @@ def load(config_path: str | Path) -> PipelineConfig:
     features = parse_features(path, raw)
     splits = parse_splits(path, raw)
     labels = parse_labels(path, raw)
+    check_names(path, features, labels)
     retention = parse_retention(path, raw)
     validation = parse_validation(path, raw)
     alerts = parse_alerts(path, raw)

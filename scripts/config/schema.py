@@ -21,7 +21,7 @@ import sys
 import typing
 from typing import Any
 
-from scripts.config import drift, sections
+from scripts.config import defined, drift, sections
 from scripts.config.fields import CANONICAL_COLUMNS, SUPPORTED_TYPES
 from scripts.config.rules import COMMON_OPTIONS, ORDER_COLUMNS, RANGE_OPTIONS, RULES, WHERE_TESTS
 from scripts.config.source_files import SOURCE_KEYS
@@ -44,6 +44,7 @@ LIMITS: dict[str, dict[str, Any]] = {
     "alerts.attempts": {"minimum": 1, "maximum": 5},
     "alerts.webhook_url": {"pattern": "^https?://"},
     "distribution.kind": {"enum": ["citus", "none"]},
+    "features.window_end": {"enum": list(defined.WINDOW_ENDS)},
     "distribution.shard_count": {"minimum": 1},
 }
 JSON_TYPES = {int: "integer", float: "number", str: "string", bool: "boolean"}
@@ -84,6 +85,39 @@ def section_schema(name: str, structure: type, nullable: bool = False) -> dict[s
     return schema
 
 
+def features_schema() -> dict[str, Any]:
+    """features, with features.define's entries (defined.py: the same names and lists)."""
+    features = section_schema("features", sections.Features)
+    window = {"type": "string", "pattern": r"^([1-9][0-9]{0,5}[dh]|lifetime)$"}
+    condition = {"oneOf": [
+        {"type": "object", "additionalProperties": False, "required": ["column", "op", "value"],
+         "properties": {"column": {"enum": list(defined.ORDER_COLUMNS)}, "op": {"enum": list(defined.OPERATORS)},
+                        "value": {"type": ["string", "number"]}}},
+        {"type": "object", "minProperties": 1, "additionalProperties": False,
+         "properties": {column: {"type": "array", "minItems": 1, "items": {"type": ["string", "number"]}}
+                        for column in defined.ORDER_COLUMNS}},
+    ]}
+    entry = {
+        "type": "object", "required": ["name"], "additionalProperties": False,
+        "anyOf": [{"required": ["agg"]}, {"required": ["ratio"]}],
+        "properties": {
+            "name": {"type": "string", "pattern": defined.NAME_RE.pattern},
+            "agg": {"enum": list(defined.AGGREGATES)},
+            "column": {"enum": list(defined.ORDER_COLUMNS)},
+            "windows": {"type": "array", "minItems": 1, "uniqueItems": True, "items": window},
+            "where": condition,
+            "orders": {"enum": ["counted", "all"]},
+            "ratio": {"type": "array", "minItems": 2, "maxItems": 2, "items": {"type": "string"}},
+            "source": {"enum": ["orders"]},
+            "entity": {"enum": ["customer"]},
+        },
+    }
+    assert set(entry["properties"]) == defined.DEFINITION_KEYS, "every definition key has a schema"
+    features["properties"]["define"] = {"type": "array", "items": entry,
+                                        "description": "your own features (docs/features.md)"}
+    return features
+
+
 def pipeline_schema() -> dict[str, Any]:
     splits = section_schema("splits", sections.Splits)
     splits["properties"].update({"method": {"enum": ["time"]},  # the original project's keys
@@ -114,7 +148,7 @@ def pipeline_schema() -> dict[str, Any]:
                                        for name, required in CANONICAL_COLUMNS.items()}},
             "expectations": {"type": "string", "default": "configs/expectations.yaml"},
             "staging": section_schema("staging", sections.Staging),
-            "features": section_schema("features", sections.Features),
+            "features": features_schema(),
             "labels": section_schema("labels", sections.Labels),
             "splits": splits,
             "validation": section_schema("validation", sections.Validation),

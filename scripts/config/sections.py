@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from scripts.config.defined import WINDOW_ENDS, Definition, parse_define
 from scripts.config.fields import ALERT_MAX_ATTEMPTS, ALERT_MAX_TIMEOUT_SECONDS, mapping, whole_number
 from scripts.errors import ConfigError
 
@@ -37,6 +38,8 @@ class Features:
     windows_days: list[int] = field(default_factory=lambda: [7, 30])  # orders_<N>d, revenue_<N>d
     days_since_last_order_if_none: int | None = None  # for a customer's first order
     exclude_statuses: list[str] = field(default_factory=list)  # orders that never count
+    window_end: str = "inclusive"  # inclusive: [t - W, t]; exclusive: [t - W, t)
+    define: tuple[Definition, ...] = ()  # the user's own features (defined.py)
 
 
 @dataclass(frozen=True)
@@ -135,7 +138,8 @@ def parse_staging(path: Path, raw: dict[str, Any]) -> Staging:
 
 
 def parse_features(path: Path, raw: dict[str, Any]) -> Features:
-    features = mapping(path, raw, "features", {"windows_days", "days_since_last_order_if_none", "exclude_statuses"})
+    features = mapping(path, raw, "features", {"windows_days", "days_since_last_order_if_none", "exclude_statuses",
+                                               "window_end", "define"})
     windows = features.get("windows_days", [7, 30])
     if not isinstance(windows, list) or not windows or not all(
         isinstance(w, int) and not isinstance(w, bool) and w > 0 for w in windows
@@ -151,7 +155,13 @@ def parse_features(path: Path, raw: dict[str, Any]) -> Features:
         raise ConfigError(path, "features.exclude_statuses", "must be a list of statuses (e.g. [cancelled])")
     # compared with the status as staged: trimmed and lower-cased
     excluded = sorted({v.strip().lower() for v in excluded})
-    return Features(windows_days=sorted(windows), days_since_last_order_if_none=if_none, exclude_statuses=excluded)
+    window_end = features.get("window_end", "inclusive")
+    if window_end not in WINDOW_ENDS:
+        raise ConfigError(path, "features.window_end", f"must be inclusive (orders at t count) or exclusive "
+                                                       f"(t - W <= order time < t), got {window_end!r}")
+    # each definition alone here; their names against every other column: columns.check_names
+    return Features(windows_days=sorted(windows), days_since_last_order_if_none=if_none, exclude_statuses=excluded,
+                    window_end=window_end, define=parse_define(path, features.get("define")))
 
 
 def parse_labels(path: Path, raw: dict[str, Any]) -> Labels | None:

@@ -12,8 +12,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from scripts.config import PipelineConfig
-from scripts.config.columns import (as_pairs, feature_columns, label_columns, revenue_label_name, target_name,
+from scripts.config import PipelineConfig, defined
+from scripts.config.columns import (as_pairs, builtin_feature_columns, feature_columns, label_columns, revenue_label_name, target_name,
                                     window_feature_columns)
 from scripts.config.sections import Features, Labels
 from scripts.db import migrate, render
@@ -48,6 +48,8 @@ def template_context(config: PipelineConfig, sources: list[dict[str, Any]]) -> d
         "feature_windows": feature_windows(config.features),
         "days_since_column": days_since_column(config.features),
         "label_names": label_names(config.labels),
+        # features.define: every defined column with its definition, window and frame
+        "defined": defined.plan(config.features.define, config.features.window_end),
     }
     context["models"] = models.render_models(config, sources, context) if sources else []
     return context
@@ -65,7 +67,7 @@ def feature_windows(features: Features) -> list[dict[str, Any]]:
 def days_since_column(features: Features) -> str:
     """The one feature column that no window makes: the days since the previous order."""
     made_by_windows = {column.name for days in features.windows_days for column in window_feature_columns(days)}
-    [column] = [column.name for column in feature_columns(features) if column.name not in made_by_windows]
+    [column] = [column.name for column in builtin_feature_columns(features) if column.name not in made_by_windows]
     return column
 
 

@@ -1,13 +1,17 @@
 {%- import 'macros/orders.sql' as counted -%}
 {%- import 'macros/versions.sql' as versions with context -%}
 {%- import 'macros/distribution.sql' as dist with context -%}
+{%- import 'macros/defined.sql' as define with context -%}
 -- Brings the point-in-time customer features up to date with stg.orders, as rows of the
 -- version this run writes (published by 70_registry/070; readers see feats.customer_features).
 -- grain: one row per (customer_id, feature_time), feature_time being an instant at which
 --        the customer ordered; orders at the same instant share one row
 -- requires: 40_stage/040_stg_orders.sql, 40_stage/041_stg_order_changes.sql (stg.orders,
 --           stg.order_changes), V017__create_feature_and_label_history.sql
--- writes: feats.customer_feature_history, work.feature_scope, work.feature_rows
+-- writes: feats.customer_feature_history, work.feature_scope, work.feature_rows,
+--         work.builtin_feature_rows, work.defined_feature_rows
+-- features.define: its columns come from sql/macros/defined.sql (work.builtin_feature_rows
+-- and work.defined_feature_rows are made only when the config defines features)
 -- settings: raw_to_ready.full_refresh, raw_to_ready.version_number,
 --           raw_to_ready.published_version (sql/macros/versions.sql)
 -- Definitions (customer c, feature_time t, over c's staged orders that count: every
@@ -51,7 +55,8 @@ ANALYZE work.feature_scope;
 -- The rows as they should be: every row on a full refresh, else the scope's rows, from
 -- the scope's orders: from the widest window before its instant, or its previous order.
 -- Unlogged (scratch) and CREATE TABLE AS, so that a full refresh may scan in parallel.
-{% call dist.scratch_table('work.feature_rows', 'customer_id', rows='the feature rows computed') -%}
+{%- set builtin_rows = 'work.builtin_feature_rows' if defined.any else 'work.feature_rows' %}
+{% call dist.scratch_table(builtin_rows, 'customer_id', rows=none if defined.any else 'the feature rows computed') -%}
 WITH {% call counted.order_instants(features) -%}
         SELECT a.customer_key AS customer_id, a.order_at, a.amount, a.status
         FROM work.feature_scope AS s
@@ -85,7 +90,8 @@ windowed AS (
     {% for window in feature_windows %}
     {{ ('last_' ~ window.days ~ 'd') | ident }} AS (
         PARTITION BY customer_id ORDER BY feature_time
-        RANGE BETWEEN INTERVAL {{ (window.days ~ ' days') | literal }} PRECEDING AND CURRENT ROW
+        RANGE BETWEEN INTERVAL {{ (window.days ~ ' days') | literal }} PRECEDING AND
+        {{ 'CURRENT ROW' if features.window_end == 'inclusive' else "INTERVAL '1 microsecond' PRECEDING" }}
     ){{ "," if not loop.last }}
     {% endfor %}
 )
@@ -94,7 +100,7 @@ SELECT
     w.customer_id,
     w.feature_time,
     {% for window in feature_windows %}
-    w.{{ window.orders | ident }}::bigint AS {{ window.orders | ident }},
+    coalesce(w.{{ window.orders | ident }}, 0)::bigint AS {{ window.orders | ident }},
     coalesce(w.{{ window.revenue | ident }}, 0) AS {{ window.revenue | ident }},
     {% endfor %}
     coalesce(
@@ -107,9 +113,65 @@ LEFT JOIN work.feature_scope AS s ON w.customer_id = s.customer_id
 WHERE {{ versions.full_refresh() }} OR w.feature_time >= s.from_at
 {%- endcall %}
 
+ALTER TABLE {{ builtin_rows }} ADD PRIMARY KEY (customer_id, feature_time);
+
+ANALYZE {{ builtin_rows }};
+{%- if defined.any %}
+{%- if defined.aggregates %}
+
+-- The features.define columns (sql/macros/defined.sql) of the same rows, in one window
+-- pass over every order of the scope (also the ones the built-ins do not count), read as
+-- far back as the widest defined window (or the whole history for a lifetime one).
+{% call dist.scratch_table('work.defined_feature_rows', 'customer_id') -%}
+WITH defined_orders AS (
+    SELECT a.customer_key AS customer_id, a.order_id, a.order_at, a.amount, a.status
+    FROM stg.orders AS a
+    WHERE {{ versions.full_refresh() }} AND a.customer_id IS NOT NULL
+    UNION ALL
+    SELECT a.customer_key AS customer_id, a.order_id, a.order_at, a.amount, a.status
+    FROM work.feature_scope AS s
+    INNER JOIN stg.orders AS a
+        ON
+            a.customer_key = s.customer_id AND a.customer_id = s.customer_id
+            {%- if defined.lookback_hours is not none %}
+            AND a.order_at >= s.from_at - INTERVAL {{ (defined.lookback_hours ~ ' hours') | literal }}
+            {%- endif %}
+),
+
+{{ define.window_pass(defined, features, 'defined_orders') }}
+
+SELECT
+    w.customer_id,
+    w.feature_time,
+    {{- define.row_values(defined) }}
+FROM defined_windowed AS w
+{%- if defined.distinct %}
+LEFT JOIN distinct_values AS v ON w.customer_id = v.customer_id AND w.feature_time = v.feature_time
+{%- endif %}
+LEFT JOIN work.feature_scope AS s ON w.customer_id = s.customer_id
+WHERE w.spine__ AND ({{ versions.full_refresh() }} OR w.feature_time >= s.from_at)
+{%- endcall %}
+{%- endif %}
+
+-- Every feature row: the built-ins, then features.define's columns in order (a ratio
+-- divides two finished columns).
+{% call dist.scratch_table('work.feature_rows', 'customer_id', rows='the feature rows computed') -%}
+SELECT
+    b.*,
+    {%- for c in defined.columns %}
+    {% if c.d.ratio %}{{ define.ratio_value(c.d) }}{% else %}d.{{ c.name | ident }}{% endif %} AS {{ c.name | ident }}
+    {{- ',' if not loop.last }}
+    {%- endfor %}
+FROM {{ builtin_rows }} AS b
+{%- if defined.aggregates %}
+LEFT JOIN work.defined_feature_rows AS d ON b.customer_id = d.customer_id AND b.feature_time = d.feature_time
+{%- endif %}
+{%- endcall %}
+
 ALTER TABLE work.feature_rows ADD PRIMARY KEY (customer_id, feature_time);
 
 ANALYZE work.feature_rows;
+{%- endif %}
 
 -- Write what changed: close the current rows that went or differ (on a full refresh any,
 -- else the scope's from its instant on), add the new ones; fresh statistics after a full

@@ -1,4 +1,5 @@
 {%- import 'macros/orders.sql' as counted -%}
+{%- import 'macros/defined_as_of.sql' as define with context -%}
 -- (Re)creates feats.features_as_of: point-in-time retrieval of the customer features at
 -- any instants, like a feature store's get_historical_features.
 -- grain: the function returns one row per entity (customer_ids[i], as_ofs[i]), numbered i
@@ -29,6 +30,9 @@
 -- Example (a DBA): SELECT * FROM feats.features_as_of(
 --     ARRAY['C001', 'C002'], ARRAY['2025-12-08 10:00+00', '2026-01-01 00:00+00']::timestamptz[]);
 
+{#- sqlfluff checks no indentation here: with features.define the retrieval's SELECT is wrapped
+    (its ratios divide finished columns) and without it is not, so no one layout suits both. -#}
+-- sqlfluff:exclude_rules:layout.indent
 -- The return columns follow features.windows_days, and CREATE OR REPLACE cannot change them.
 {%- if distribution %}
 -- Citus: the function is created on the coordinator only, where `make retrieve` calls it
@@ -49,6 +53,9 @@ RETURNS TABLE (
     {{ window.revenue | ident }} numeric,
     {% endfor %}
     {{ days_since_column | ident }} integer
+    {%- for name, type in feature_columns if name in defined.columns | map(attribute='name') %},
+    {{ name | ident }} {{ type }}
+    {%- endfor %}
 )
 {%- if distribution %}
 LANGUAGE plpgsql
@@ -67,7 +74,7 @@ BEGIN
     w AS (
         SELECT
             e.entity_number,
-            {{ counted.window_aggregates(feature_windows) | trim }}
+            {{ counted.window_aggregates(feature_windows, features) | trim }}
         FROM e
         INNER JOIN stg.orders AS o
             ON
@@ -88,23 +95,50 @@ BEGIN
             ON o.customer_key = e.customer_id AND o.customer_id = e.customer_id AND o.order_at < e.as_of
         WHERE {{ counted.counts('o', features) }}
         GROUP BY e.entity_number
-    )
+    ){% if defined.aggregates %},
 
+    d AS (
+        -- features.define (sql/macros/defined.sql): every order of the entity the
+        -- definitions may read
+        SELECT
+            e.entity_number,
+            {{- define.as_of_aggregates(defined, features) }}
+        FROM e
+        INNER JOIN stg.orders AS o
+            ON
+                o.customer_key = e.customer_id AND o.customer_id = e.customer_id
+                AND o.order_at <= e.as_of
+                {{- define.as_of_lookback(defined) }}
+        GROUP BY e.entity_number, e.as_of
+    ){% endif %}
+
+    {% if defined.any -%}
+    -- features.define's ratios divide the finished columns of the row r below
+    SELECT {{ define.as_of_outer(defined, feature_columns) }}
+    FROM (
+    {%- endif %}
     SELECT
         e.entity_number,
         e.customer_id,
         e.as_of,
         {% for window in feature_windows %}
-        coalesce(w.{{ window.orders | ident }}, 0)::bigint,
-        coalesce(w.{{ window.revenue | ident }}, 0),
+        coalesce(w.{{ window.orders | ident }}, 0)::bigint AS {{ window.orders | ident }},
+        coalesce(w.{{ window.revenue | ident }}, 0) AS {{ window.revenue | ident }},
         {% endfor %}
         coalesce(
             floor(extract(EPOCH FROM e.as_of - p.order_at) / 86400)::integer,
             {{ features.days_since_last_order_if_none | literal }}::integer
-        )
+        ) AS {{ days_since_column | ident }}
+        {{- define.as_of_inner(defined) }}
     FROM e
     LEFT JOIN w ON e.entity_number = w.entity_number
-    LEFT JOIN p ON e.entity_number = p.entity_number;
+    LEFT JOIN p ON e.entity_number = p.entity_number
+    {%- if defined.aggregates %}
+    LEFT JOIN d ON e.entity_number = d.entity_number
+    {%- endif %}
+    {%- if defined.any %}
+    ) AS r
+    {%- endif %};
 END
 $as_of$;
 {%- else %}
@@ -112,25 +146,31 @@ LANGUAGE sql
 STABLE
 PARALLEL SAFE
 BEGIN ATOMIC
+    {% if defined.any -%}
+    -- features.define's ratios divide the finished columns of the row r below
+    SELECT {{ define.as_of_outer(defined, feature_columns) }}
+    FROM (
+    {%- endif %}
     SELECT
         e.entity_number,
         e.customer_id,
         e.as_of,
         {% for window in feature_windows %}
         w.{{ window.orders | ident }},
-        coalesce(w.{{ window.revenue | ident }}, 0),
+        coalesce(w.{{ window.revenue | ident }}, 0) AS {{ window.revenue | ident }},
         {% endfor %}
         coalesce(
             floor(extract(EPOCH FROM e.as_of - coalesce(w.previous_order_at, p.order_at)) / 86400)::integer,
             {{ features.days_since_last_order_if_none | literal }}::integer
-        )
+        ) AS {{ days_since_column | ident }}
+        {{- define.as_of_inner(defined) }}
     FROM unnest(features_as_of.customer_ids, features_as_of.as_ofs)  -- noqa: RF01
         WITH ORDINALITY AS e (customer_id, as_of, entity_number)
     -- the windows: the entity's orders from as_of - the widest window to as_of, counted per
     -- window. LATERAL subqueries read the entity's row, which a CTE cannot.
     LEFT JOIN LATERAL (  -- noqa: ST05
         SELECT
-            {{ counted.window_aggregates(feature_windows) | trim }}
+            {{ counted.window_aggregates(feature_windows, features) | trim }}
         FROM stg.orders AS o
         WHERE
             o.customer_id = e.customer_id
@@ -152,7 +192,23 @@ BEGIN ATOMIC
             AND {{ counted.counts('o', features) }}
         ORDER BY o.order_at DESC
         LIMIT 1
-    ) AS p ON TRUE;
+    ) AS p ON TRUE
+    {%- if defined.aggregates %}
+    -- features.define (sql/macros/defined.sql): every order of the entity the definitions
+    -- may read
+    LEFT JOIN LATERAL (  -- noqa: ST05
+        SELECT
+            {{- define.as_of_aggregates(defined, features) }}
+        FROM stg.orders AS o
+        WHERE
+            o.customer_id = e.customer_id
+            AND o.order_at <= e.as_of
+            {{- define.as_of_lookback(defined) }}
+    ) AS d ON TRUE
+    {%- endif %}
+    {%- if defined.any %}
+    ) AS r
+    {%- endif %};
 END;
 {%- endif %}
 

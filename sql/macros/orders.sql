@@ -63,13 +63,15 @@ order_instants AS (
 {%- endmacro -%}
 
 {#- The windows of an entity `e` over its orders `o` as of e.as_of (50_features/052, in both
-    its forms), and its latest earlier order within the widest window. `feature_windows`: the
+    its forms; [as_of - W, as_of], or [as_of - W, as_of) with features.window_end:
+    exclusive), and its latest earlier order within the widest window. `feature_windows`: the
     context's, each window's days and column names. -#}
-{%- macro window_aggregates(feature_windows) %}
+{%- macro window_aggregates(feature_windows, features) %}
+{%- set before = ' AND o.order_at < e.as_of' if features.window_end == 'exclusive' else '' %}
 {%- for window in feature_windows %}
-            count(*) FILTER (WHERE o.order_at >= e.as_of - {{ (window.days * 24 ~ ' hours') | literal }}::interval)
+            count(*) FILTER (WHERE o.order_at >= e.as_of - {{ (window.days * 24 ~ ' hours') | literal }}::interval{{ before }})
                 AS {{ window.orders | ident }},
-            sum(o.amount) FILTER (WHERE o.order_at >= e.as_of - {{ (window.days * 24 ~ ' hours') | literal }}::interval)
+            sum(o.amount) FILTER (WHERE o.order_at >= e.as_of - {{ (window.days * 24 ~ ' hours') | literal }}::interval{{ before }})
                 AS {{ window.revenue | ident }},
 {%- endfor %}
             max(o.order_at) FILTER (WHERE o.order_at < e.as_of) AS previous_order_at

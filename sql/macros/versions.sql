@@ -138,7 +138,8 @@ WHERE NOT EXISTS (
 {%- endmacro %}
 
 {#- Add the config's columns a history table lacks (a new window adds its columns; rows of
-    earlier versions have NULL there). ALTER only when one is missing: an ALTER TABLE would
+    earlier versions have NULL there); refuse one whose type changed (a feature redefined
+    under its old name, from a count to an average, say). ALTER only when one is missing: an ALTER TABLE would
     lock out readers of the published versions for the rest of the transaction. -#}
 {%- macro ensure_columns(table, columns) %}
 DO $columns$
@@ -150,6 +151,20 @@ BEGIN
         WHERE a.attrelid = {{ table | literal }}::regclass AND a.attname = {{ name | literal }} AND NOT a.attisdropped
     ) THEN
         ALTER TABLE {{ table }} ADD COLUMN {{ name | ident }} {{ type }};
+    ELSIF EXISTS (
+        SELECT 1
+        FROM pg_attribute AS a
+        WHERE
+            a.attrelid = {{ table | literal }}::regclass AND a.attname = {{ name | literal }} AND NOT a.attisdropped
+            AND a.atttypid <> {{ type | literal }}::regtype
+    ) THEN
+        -- the rows of earlier versions keep their values: a column never changes its type
+        RAISE EXCEPTION '%.% holds % values of earlier versions; the config now makes it %',
+            {{ table | literal }}, {{ name | literal }},
+            (SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute AS a
+             WHERE a.attrelid = {{ table | literal }}::regclass AND a.attname = {{ name | literal }}),
+            {{ type | literal }}::regtype
+            USING HINT = 'give the feature a new name (or run against a new database)';
     END IF;
 {%- endfor %}
 END

@@ -1,0 +1,243 @@
+"""features.define: the features a user declares, parsed and checked once.
+
+A definition is an aggregate of a column of the staged orders (or a count of them) over
+time windows ending at each feature instant, a ratio of two feature columns, or the time
+since the first or last order. What a definition means is written here (the structures and
+their column names) and in sql/macros/defined.sql (the SQL that computes it, in the window
+pass of 50_features and in the point-in-time retrieval); docs/features.md gives the
+semantics with examples. Every value a definition holds reaches SQL through the templates'
+quoting (``ident`` and ``literal``), never as text.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from scripts.config.fields import unknown_key
+from scripts.errors import ConfigError
+
+AGGREGATES = ("count", "sum", "avg", "min", "max", "count_distinct", "first", "last",
+              "time_since_first", "time_since_last")
+NUMERIC_AGGREGATES = ("sum", "avg", "min", "max", "first", "last")  # need a numeric column
+TIME_SINCE = ("time_since_first", "time_since_last")
+OPERATORS = {"<": "<", "<=": "<=", ">": ">", ">=": ">=", "=": "=", "!=": "<>"}  # written -> SQL
+WINDOW_ENDS = ("inclusive", "exclusive")
+DEFINITION_KEYS = {"name", "agg", "column", "windows", "where", "orders", "ratio", "source", "entity"}
+NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
+WINDOW_RE = re.compile(r"^([1-9][0-9]{0,5})([dh])$")
+
+# The staged order columns a definition may read, with their PostgreSQL types.
+ORDER_COLUMNS = {"order_id": "text", "customer_id": "text", "order_at": "timestamptz", "amount": "numeric",
+                 "status": "text"}
+NUMERIC = ("numeric", "integer", "bigint")
+
+
+@dataclass(frozen=True)
+class Window:
+    """A window ending at the feature instant: `hours` long, or the whole history (None)."""
+
+    label: str  # 30d, 12h, lifetime: the column name's suffix
+    hours: int | None
+
+    @property
+    def interval(self) -> str:
+        """The span as exact hours (a day is 24 h whatever the zone)."""
+        return f"{self.hours} hours"
+
+
+@dataclass(frozen=True)
+class Condition:
+    """One test of a where: `column op value`, or `column IN values` (op 'in')."""
+
+    column: str
+    pg_type: str
+    op: str  # SQL operator from OPERATORS' values, or 'in'
+    constants: tuple[Any, ...]  # the value(s) compared with
+
+
+@dataclass(frozen=True)
+class Definition:
+    """One entry of features.define."""
+
+    name: str
+    agg: str | None  # None for a ratio
+    column: str | None = None
+    pg_type: str | None = None  # the column's type
+    windows: tuple[Window, ...] = ()
+    where: tuple[Condition, ...] = ()
+    counted_only: bool = True  # orders: counted (features.exclude_statuses apply) or all
+    ratio: tuple[str, str] | None = None  # numerator and denominator column names
+
+    @property
+    def columns(self) -> list[tuple[str, str]]:
+        """(name, PostgreSQL type) of each column this definition makes, in order."""
+        if self.ratio:
+            return [(self.name, "numeric")]
+        if not self.windows:  # a time_since_* over the whole history
+            return [(self.name, "integer")]
+        return [(self.column_name(window), self.result_type) for window in self.windows]
+
+    def column_name(self, window: Window) -> str:
+        return f"{self.name}_{window.label}"
+
+    @property
+    def result_type(self) -> str:
+        if self.agg in ("count", "count_distinct"):
+            return "bigint"
+        if self.agg in TIME_SINCE:
+            return "integer"
+        return "numeric"
+
+
+def parse_window(path: Path, key: str, value: Any) -> Window:
+    if value == "lifetime":
+        return Window("lifetime", None)
+    match = WINDOW_RE.match(value) if isinstance(value, str) else None
+    if not match:
+        raise ConfigError(path, key, f"a window is <N>d, <N>h or lifetime (e.g. 30d, 12h), got {value!r}")
+    number, unit = int(match.group(1)), match.group(2)
+    return Window(f"{number}{unit}", number * 24 if unit == "d" else number)
+
+
+def parse_where(path: Path, key: str, value: Any) -> tuple[Condition, ...]:
+    """{column: [values]} (any of them, several columns all hold), or {column, op, value}."""
+    if not isinstance(value, dict) or not value:
+        raise ConfigError(path, key, "must be {column: [values]} or {column: c, op: '<', value: v}")
+    if set(value) == {"column", "op", "value"}:
+        column = known_column(path, f"{key}.column", value["column"])
+        if value["op"] not in OPERATORS:
+            raise ConfigError(path, f"{key}.op", f"must be one of {', '.join(OPERATORS)}, got {value['op']!r}")
+        return (Condition(column, ORDER_COLUMNS[column], OPERATORS[value["op"]],
+                          (checked_value(path, f"{key}.value", value["value"], column),)),)
+    conditions = []
+    for column, values in value.items():
+        column = known_column(path, f"{key}.{column}", column)
+        if not isinstance(values, list) or not values:
+            raise ConfigError(path, f"{key}.{column}", "must be a non-empty list of values (e.g. [cancelled])")
+        checked = tuple(checked_value(path, f"{key}.{column}", v, column) for v in values)
+        conditions.append(Condition(column, ORDER_COLUMNS[column], "in", checked))
+    return tuple(conditions)
+
+
+def checked_value(path: Path, key: str, value: Any, column: str) -> Any:
+    if ORDER_COLUMNS[column] in NUMERIC:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(path, key, f"{column} is a number: give a number, got {value!r}")
+        return value
+    if ORDER_COLUMNS[column] == "timestamptz":
+        raise ConfigError(path, key, f"{column} is a time: a where cannot test it (use windows)")
+    if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+        raise ConfigError(path, key, f"{column} is text: give a text value, got {value!r}")
+    # statuses are staged trimmed and lower-cased, so they are compared so
+    return str(value).strip().lower() if column == "status" else str(value)
+
+
+def known_column(path: Path, key: str, column: Any) -> str:
+    if column not in ORDER_COLUMNS:
+        raise ConfigError(path, key, f"unknown column {column!r} (the staged orders have: "
+                                     f"{', '.join(ORDER_COLUMNS)})")
+    return column
+
+
+def parse_definition(path: Path, index: int, entry: Any) -> Definition:
+    where = f"features.define[{index}]"
+    if not isinstance(entry, dict):
+        raise ConfigError(path, where, "must be a mapping with name and agg (or ratio)")
+    unknown = sorted(set(entry) - DEFINITION_KEYS)
+    if unknown:
+        raise unknown_key(path, f"{where}.{unknown[0]}", DEFINITION_KEYS)
+    name = entry.get("name")
+    if not isinstance(name, str) or not NAME_RE.match(name) or "__" in name:
+        raise ConfigError(path, f"{where}.name", "must be lower case letters, digits and single _ (starting with a "
+                                                 f"letter, at most 48 characters), got {name!r}")
+    where = f"features.define[{index}] ({name})"
+    for key, supported in (("source", "orders"), ("entity", "customer")):
+        if entry.get(key, supported) != supported:
+            raise ConfigError(path, f"{where}.{key}", f"only {key}: {supported} is supported yet, "
+                                                      f"got {entry[key]!r}")
+    if "ratio" in entry:
+        extra = sorted(set(entry) & {"agg", "column", "windows", "where", "orders"})
+        if extra:
+            raise ConfigError(path, f"{where}.{extra[0]}", "a ratio takes only name and ratio: [numerator, denominator]")
+        ratio = entry["ratio"]
+        if not isinstance(ratio, list) or len(ratio) != 2 or not all(isinstance(r, str) for r in ratio):
+            raise ConfigError(path, f"{where}.ratio", "must be [numerator, denominator]: two feature column names")
+        return Definition(name, None, ratio=(ratio[0], ratio[1]))
+    agg = entry.get("agg")
+    if agg not in AGGREGATES:
+        raise ConfigError(path, f"{where}.agg", f"must be one of {', '.join(AGGREGATES)} (or give ratio), got {agg!r}")
+    column = entry.get("column")
+    pg_type = None
+    if column is not None:
+        column = known_column(path, f"{where}.column", column)
+        pg_type = ORDER_COLUMNS[column]
+    if agg in NUMERIC_AGGREGATES or agg == "count_distinct":
+        if column is None:
+            raise ConfigError(path, f"{where}.column", f"{agg} needs a column (e.g. column: amount)")
+        if agg in NUMERIC_AGGREGATES and pg_type not in NUMERIC:
+            numeric = [c for c, t in ORDER_COLUMNS.items() if t in NUMERIC]
+            raise ConfigError(path, f"{where}.column", f"{agg} needs a number column ({', '.join(numeric)}); "
+                                                       f"{column} is {pg_type}")
+    elif agg in TIME_SINCE and column is not None:
+        raise ConfigError(path, f"{where}.column", f"{agg} takes no column: it measures days since an order")
+    windows_raw = entry.get("windows")
+    if windows_raw is None and agg not in TIME_SINCE:
+        raise ConfigError(path, f"{where}.windows", "give the windows (e.g. windows: [30d, 90d, lifetime])")
+    if windows_raw is not None and (not isinstance(windows_raw, list) or not windows_raw):
+        raise ConfigError(path, f"{where}.windows", "must be a non-empty list (e.g. [30d, 90d, lifetime])")
+    windows = tuple(parse_window(path, f"{where}.windows[{i}]", w) for i, w in enumerate(windows_raw or []))
+    if len({w.label for w in windows}) != len(windows):
+        raise ConfigError(path, f"{where}.windows", "lists a window twice")
+    if len({w.hours for w in windows}) != len(windows):
+        raise ConfigError(path, f"{where}.windows", "lists the same span twice (e.g. 1d and 24h)")
+    orders = entry.get("orders", "counted")
+    if orders not in ("counted", "all"):
+        raise ConfigError(path, f"{where}.orders", f"must be counted (features.exclude_statuses apply) or all, "
+                                                   f"got {orders!r}")
+    conditions = parse_where(path, f"{where}.where", entry["where"]) if "where" in entry else ()
+    return Definition(name, agg, column, pg_type, windows, conditions, orders == "counted")
+
+
+def parse_define(path: Path, raw: Any) -> tuple[Definition, ...]:
+    """features.define: the list of definitions, each checked alone (their names against
+    each other and every other column: scripts/config/columns.py check_names)."""
+    if raw is None:
+        return ()
+    if not isinstance(raw, list):
+        raise ConfigError(path, "features.define", "must be a list of definitions (- name: ..., agg: ...)")
+    return tuple(parse_definition(path, i, entry) for i, entry in enumerate(raw))
+
+
+def frame_name(window: Window | None, end: str) -> str:
+    """The name of a window pass's frame: its span and whether t itself is in it."""
+    return f"{'lifetime' if window is None or window.hours is None else f'h{window.hours}'}_{end}"
+
+
+def plan(define: tuple[Definition, ...], window_end: str) -> dict[str, Any]:
+    """What the templates loop over (sql/macros/defined.sql): every column in order with its
+    definition, window and frame; the frames of the window pass; the distinct counts (each
+    (definition, window) numbered); how far back a daily run reads (hours; None: the whole
+    history, for a lifetime window or a time since without one)."""
+    columns, frames, distinct = [], {}, []
+    for definition in define:
+        if definition.ratio:
+            columns.append({"name": definition.name, "d": definition, "window": None, "frame": None})
+            continue
+        # time_since_* look strictly before t, as days_since_last_order does
+        end = "exclusive" if definition.agg in TIME_SINCE else window_end
+        for window in definition.windows or (None,):
+            frame = frame_name(window, end)
+            if definition.agg != "count_distinct":  # counted by distinct_counts, not over a frame
+                frames[frame] = {"hours": None if window is None else window.hours, "end": end}
+            name = definition.name if window is None else definition.column_name(window)
+            columns.append({"name": name, "d": definition, "window": window, "frame": frame})
+            if definition.agg == "count_distinct":
+                distinct.append({"j": len(distinct), "name": name, "d": definition, "window": window})
+    spans = [c["window"].hours if c["window"] else None for c in columns if not c["d"].ratio]
+    return {"columns": columns, "frames": frames, "distinct": distinct, "any": bool(define),
+            "aggregates": any(not definition.ratio for definition in define),
+            "lookback_hours": None if None in spans or not spans else max(spans),
+            "distinct_definitions": list({c["d"].name: c["d"] for c in distinct}.values())}
