@@ -400,3 +400,29 @@ def test_the_worked_example_of_the_docs(project, db_url):
         got = row[1:]
         assert [Decimal(g) if isinstance(w, str) else g for g, w in zip(got, want)] == \
             [Decimal(w) if isinstance(w, str) else w for w in want], row[0]
+
+
+def test_changing_or_adding_orders_after_t_changes_no_row_before_t(project, db_factory):
+    """Metamorphic: the same orders up to a cut-off, and after it every order changed (amount,
+    status, time within the future part), some dropped, others added: every row before the
+    cut-off is identical in the two full builds."""
+    rows = generate(7, customers=20)
+    cutoff = BASE + 20 * DAY
+    rng = random.Random(7)
+    changed = []
+    for order_id, customer, at, amount, status in rows:
+        if at < cutoff:
+            changed.append((order_id, customer, at, amount, status))
+        elif rng.random() < 0.8:  # the rest dropped
+            changed.append((order_id, customer, at + dt.timedelta(minutes=rng.randrange(600)),
+                            rng.choice(AMOUNTS), rng.choice(["completed", "cancelled", "returned"])))
+    changed += [(f"N{n:04d}", f"C{rng.randrange(20):02d}", cutoff + dt.timedelta(minutes=rng.randrange(20 * 1440)),
+                 rng.choice(AMOUNTS), "completed") for n in range(60)]
+    results = []
+    for data in (rows, changed):
+        url = db_factory()
+        (project.root / "data" / "raw" / "orders.csv").write_bytes(to_csv(data))
+        run(project, url)
+        results.append({key: row for key, row in published(url).items() if key[1] < cutoff})
+    assert len(results[0]) > 100
+    assert results[1] == results[0]
