@@ -7,11 +7,17 @@
 3. Measures the floors: a bare COPY of the same file into an unlogged table of text columns,
    and the statement that bounds each stage, run bare on the rows the pipeline wrote
    (scripts/bench/floors.py).
-4. Runs the comparator: DuckDB in-process doing the same stages on the same file
-   (scripts/bench/duckdb_stages.py; requirements-bench.txt), and checks that its features agree.
-5. Prints per-stage seconds and rows/s beside DuckDB's, the ratio (the goal: a full
-   rebuild within 1.5x of DuckDB), the runner's peak RSS and the ratio to the floor; writes
-   the same to artifacts/bench/<timestamp>.json. Drops the database.
+4. Unless --no-defined, runs the pipeline again on the same file in a second throwaway
+   database, with the defined features of scripts/bench/twelve_features.yaml merged into the
+   config's features: section, and checksums each defined column (scripts/bench/twelve.py).
+5. Runs the comparator: DuckDB in-process doing the same stages on the same file
+   (scripts/bench/duckdb_stages.py; requirements-bench.txt), and checks that its features agree;
+   and DuckDB computing the twelve defined features (scripts/bench/duckdb_defined.py), checked
+   column by column against the pipeline's.
+6. Prints per-stage seconds and rows/s beside DuckDB's, the ratio (the goal: a full
+   rebuild within 1.5x of DuckDB), the runner's peak RSS and the ratio to the floor, then the
+   features stage with and without the twelve (the goal: at most 2x) and beside DuckDB; writes
+   the same to artifacts/bench/<timestamp>.json. Drops the databases.
 """
 
 from __future__ import annotations
@@ -32,13 +38,14 @@ import psycopg
 import yaml
 from psycopg import sql
 
-from scripts.bench import duckdb_stages, generate_orders
+from scripts.bench import duckdb_defined, duckdb_stages, generate_orders, twelve
 from scripts.bench import floors as floor_statements
 from scripts.db import citus
 from scripts.db import server as embedded
 from scripts.paths import REPO_ROOT
 
 COLUMNS = ["order_id", "customer_id", "order_ts", "amount", "status"]
+BENCH_FEATURES: dict[str, Any] = {}  # the bench config's features: section (the defaults: windows_days [7, 30])
 
 
 def dataset(rows: int, dirty: bool, seed: int) -> Path:
@@ -69,12 +76,18 @@ def copy_floor(url: str, path: Path) -> float:
     return seconds
 
 
-def run_pipeline(url: str, data: Path, work: Path, distribution: dict[str, Any] | None = None) -> dict[str, Any]:
-    config = work / ("bench_pipeline_citus.yaml" if distribution else "bench_pipeline.yaml")
+def run_pipeline(url: str, data: Path, work: Path, distribution: dict[str, Any] | None = None,
+                 features: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run the pipeline on `data` in the database at `url` (features: the config's features:
+    section, BENCH_FEATURES when None); return its report with the wall time."""
+    name = "bench_pipeline_citus" if distribution else "bench_pipeline"
+    config = work / f"{name}{'_defined' if features is not None else ''}.yaml"
+    features = BENCH_FEATURES if features is None else features
     config.write_text(yaml.safe_dump({
         "sources": [{"name": "orders", "paths": str(data)}],
         "expectations": str(REPO_ROOT / "configs" / "expectations.yaml"),
         "labels": {"horizon_days": 30},  # as configs/pipeline.yaml: the labels stage is timed too
+        **({"features": features} if features else {}),
         **({"distribution": distribution} if distribution else {}),
     }), encoding="utf-8")
     env = {**os.environ, "DATABASE_URL": url, "PYTHONPATH": str(REPO_ROOT)}
@@ -91,6 +104,50 @@ def run_pipeline(url: str, data: Path, work: Path, distribution: dict[str, Any] 
     report = json.loads((REPO_ROOT / report_line[-1].removeprefix("report: ")).read_text())
     report["wall_seconds"] = wall
     return report
+
+
+def checkpoint(admin_url: str) -> None:
+    """Write out what earlier work left in shared buffers, so that a run does not share the disk
+    with its checkpoint (skipped where the role may not: not superuser or pg_checkpoint)."""
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        try:
+            conn.execute("CHECKPOINT")
+        except psycopg.errors.InsufficientPrivilege:
+            pass
+
+
+def drop_database(admin_url: str, name: str) -> None:
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def defined_run(admin_url: str, data: Path, work: Path) -> dict[str, Any]:
+    """The pipeline again on the same file, in a second throwaway database, with the twelve
+    defined features (scripts/bench/twelve.py); its report with each defined column's checksum."""
+    features = twelve.features_section(BENCH_FEATURES)
+    name = f"r2r_bench_{uuid.uuid4().hex[:8]}"
+    url = embedded.ensure_database(admin_url, name)
+    checkpoint(admin_url)
+    print(f"throwaway database {name}; the pipeline again with the defined features of "
+          f"{twelve.DEFINITIONS.relative_to(REPO_ROOT)}", flush=True)
+    try:
+        report = run_pipeline(url, data, work, features=features)
+        if report["exit_code"] == 0:
+            report["checksums"] = twelve.pg_checksums(url, features["define"])
+    finally:
+        drop_database(admin_url, name)
+    return report
+
+
+def duckdb_defined_comparator(data: Path) -> tuple[dict[str, Any] | None, str]:
+    """DuckDB computing the twelve (and the built-ins) on the same file; None and why not."""
+    if duckdb_defined.duckdb is None:
+        return None, "not installed (pip install -r requirements-bench.txt)"
+    print("DuckDB: the built-ins and the twelve defined features on the same file", flush=True)
+    features = twelve.features_section(BENCH_FEATURES)
+    return duckdb_defined.run(data, features["define"], windows_days=features.get("windows_days"),
+                              exclude_statuses=features.get("exclude_statuses"),
+                              window_end=features.get("window_end", "inclusive")), ""
 
 
 def citus_run(data: Path, work: Path, shard_count: int = 8) -> dict[str, Any]:
@@ -123,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--dirty", action="store_true", help="mix in real-world faults (the gate then fails)")
     parser.add_argument("--no-duckdb", action="store_true", help="leave out the DuckDB comparator")
+    parser.add_argument("--no-defined", action="store_true",
+                        help="leave out the second run, with the twelve defined features (twelve_features.yaml)")
     parser.add_argument("--citus", action="store_true",
                         help="also run on the local Citus cluster (make citus-up), distributed, beside one server")
     args = parser.parse_args(argv)
@@ -135,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     out_dir.mkdir(parents=True, exist_ok=True)
     print(f"throwaway database {name}; running the pipeline on {args.rows:,} rows", flush=True)
     try:
+        checkpoint(admin_url)
         report = run_pipeline(url, data, out_dir)
         floor = copy_floor(url, data)
         print("what bounds each stage: its core statement, bare, on the same rows", flush=True)
@@ -144,11 +204,15 @@ def main(argv: list[str] | None = None) -> int:
             sums = conn.execute("SELECT sum(orders_7d), sum(orders_30d), round(sum(revenue_30d), 2)"
                                 " FROM feats.customer_features").fetchone() if report["exit_code"] == 0 else None
     finally:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        drop_database(admin_url, name)
 
+    # the twelve defined features: not on dirty data, whose gate stops the run before features
+    defined = None if args.no_defined or args.dirty or report["exit_code"] != 0 else \
+        defined_run(admin_url, data, out_dir)
     cluster = citus_run(data, out_dir) if args.citus else None
     duck = None if args.no_duckdb or args.dirty else duckdb_comparator(data)
+    duck_defined, duck_note = (None, "left out (--no-duckdb)") if args.no_duckdb or not defined else \
+        duckdb_defined_comparator(data)
     stages = report.get("stages", [])
     total = sum(s["seconds"] or 0 for s in stages)
     citus_seconds = {s["stage"]: s["seconds"] for s in cluster["stages"]} if cluster else {}
@@ -194,13 +258,15 @@ def main(argv: list[str] | None = None) -> int:
         lines += [f"PostgreSQL / DuckDB = {total / duck_total:.2f}x (the goal: at most 1.5x); the features "
                   + ("agree" if agree else f"DIFFER: {sums} against {duck['feature_sums']}")
                   + " (sums of orders_7d, orders_30d, revenue_30d)"]
+    defined_lines, defined_figures = twelve.summary(report, defined, duck_defined, duck_note) if defined else ([], None)
+    lines += defined_lines
     print("\n".join(lines))
     stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     result = {"rows": args.rows, "dirty": args.dirty, "seed": args.seed, "server_version": server,
               "stages": stages, "total_seconds": total, "copy_floor_seconds": floor,
               "floors": floors, "citus": cluster,
               "runner_peak_rss_mib": report.get("runner_peak_rss_mib"), "exit_code": report["exit_code"],
-              "duckdb": duck, "table": lines}
+              "duckdb": duck, "twelve_features": defined_figures, "table": lines}
     path = out_dir / f"{stamp}-{args.rows}.json"
     path.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(f"written to {path.relative_to(REPO_ROOT)}")
