@@ -216,28 +216,51 @@ def frame_name(window: Window | None, end: str) -> str:
     return f"{'lifetime' if window is None or window.hours is None else f'h{window.hours}'}_{end}"
 
 
-def plan(define: tuple[Definition, ...], window_end: str) -> dict[str, Any]:
+def plan(define: tuple[Definition, ...], window_end: str, windows_days: list[int]) -> dict[str, Any]:
     """What the templates loop over (sql/macros/defined.sql): every column in order with its
     definition, window and frame; the frames of the window pass; the distinct counts (each
     (definition, window) numbered); how far back a daily run reads (hours; None: the whole
-    history, for a lifetime window or a time since without one)."""
+    history, for a lifetime window or a time since without one). With any definition, the
+    built-ins are computed in the same pass: `builtin_frames` names the frame of each of
+    features.windows_days, and the days since the last order read the lifetime frame before t."""
     columns, frames, distinct = [], {}, []
+    lifetime_before = frame_name(None, "exclusive")
     for definition in define:
         if definition.ratio:
-            columns.append({"name": definition.name, "d": definition, "window": None, "frame": None})
+            columns.append({"name": definition.name, "d": definition, "window": None, "frame": None,
+                            "ends_frame": None})
             continue
-        # time_since_* look strictly before t, as days_since_last_order does
+        # time_since_* look strictly before t, as days_since_last_order does; the last such
+        # instant is the latest of the whole history before t (a running maximum), inside W or not
         end = "exclusive" if definition.agg in TIME_SINCE else window_end
         for window in definition.windows or (None,):
-            frame = frame_name(window, end)
-            if definition.agg != "count_distinct":  # counted by distinct_counts, not over a frame
-                frames[frame] = {"hours": None if window is None else window.hours, "end": end}
+            frame = lifetime_before if definition.agg == "time_since_last" else frame_name(window, end)
+            ends_frame = None
+            if definition.agg == "count_distinct":
+                # islands started by t (its lifetime frame) less those whose last occurrence is
+                # before t - W (the frame of every instant before t - W)
+                frame = frame_name(None, end)
+                if window.hours is not None:
+                    ends_frame = f"before_h{window.hours}"
+                    frames[ends_frame] = {"hours": window.hours, "end": "before_span"}
+            frames[frame] = {"hours": None if frame.startswith("lifetime") or window is None else window.hours,
+                             "end": end}
             name = definition.name if window is None else definition.column_name(window)
-            columns.append({"name": name, "d": definition, "window": window, "frame": frame})
+            columns.append({"name": name, "d": definition, "window": window, "frame": frame, "ends_frame": ends_frame})
             if definition.agg == "count_distinct":
                 distinct.append({"j": len(distinct), "name": name, "d": definition, "window": window})
+    aggregates = any(not definition.ratio for definition in define)
+    builtin_frames = {}
+    if define:
+        for days in windows_days:
+            window = Window(f"{days}d", days * 24)
+            builtin_frames[days] = frame_name(window, window_end)
+            frames[builtin_frames[days]] = {"hours": window.hours, "end": window_end}
+        frames[lifetime_before] = {"hours": None, "end": "exclusive"}
     spans = [c["window"].hours if c["window"] else None for c in columns if not c["d"].ratio]
+    spans += [days * 24 for days in builtin_frames]
     return {"columns": columns, "frames": frames, "distinct": distinct, "any": bool(define),
-            "aggregates": any(not definition.ratio for definition in define),
+            "aggregates": aggregates, "builtin_frames": builtin_frames,
+            "ratios": {definition.name: definition for definition in define if definition.ratio},
             "lookback_hours": None if None in spans or not spans else max(spans),
             "distinct_definitions": list({c["d"].name: c["d"] for c in distinct}.values())}

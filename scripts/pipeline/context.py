@@ -49,7 +49,7 @@ def template_context(config: PipelineConfig, sources: list[dict[str, Any]]) -> d
         "days_since_column": days_since_column(config.features),
         "label_names": label_names(config.labels),
         # features.define: every defined column with its definition, window and frame
-        "defined": defined.plan(config.features.define, config.features.window_end),
+        "defined": defined.plan(config.features.define, config.features.window_end, config.features.windows_days),
     }
     context["models"] = models.render_models(config, sources, context) if sources else []
     return context

@@ -8,10 +8,9 @@
 --        the customer ordered; orders at the same instant share one row
 -- requires: 40_stage/040_stg_orders.sql, 40_stage/041_stg_order_changes.sql (stg.orders,
 --           stg.order_changes), V017__create_feature_and_label_history.sql
--- writes: feats.customer_feature_history, work.feature_scope, work.feature_rows,
---         work.builtin_feature_rows, work.defined_feature_rows
--- features.define: its columns come from sql/macros/defined.sql (work.builtin_feature_rows
--- and work.defined_feature_rows are made only when the config defines features)
+-- writes: feats.customer_feature_history, work.feature_scope, work.feature_rows
+-- features.define: one window pass of sql/macros/defined.sql computes the built-ins and
+-- the defined columns together (below)
 -- settings: raw_to_ready.full_refresh, raw_to_ready.version_number,
 --           raw_to_ready.published_version (sql/macros/versions.sql)
 -- Definitions (customer c, feature_time t, over c's staged orders that count: every
@@ -52,11 +51,12 @@ ALTER TABLE work.feature_scope ADD PRIMARY KEY (customer_id);
 
 ANALYZE work.feature_scope;
 
+{%- if not defined.any %}
+
 -- The rows as they should be: every row on a full refresh, else the scope's rows, from
 -- the scope's orders: from the widest window before its instant, or its previous order.
 -- Unlogged (scratch) and CREATE TABLE AS, so that a full refresh may scan in parallel.
-{%- set builtin_rows = 'work.builtin_feature_rows' if defined.any else 'work.feature_rows' %}
-{% call dist.scratch_table(builtin_rows, 'customer_id', rows=none if defined.any else 'the feature rows computed') -%}
+{% call dist.scratch_table('work.feature_rows', 'customer_id', rows='the feature rows computed') -%}
 WITH {% call counted.order_instants(features) -%}
         SELECT a.customer_key AS customer_id, a.order_at, a.amount, a.status
         FROM work.feature_scope AS s
@@ -113,16 +113,16 @@ LEFT JOIN work.feature_scope AS s ON w.customer_id = s.customer_id
 WHERE {{ versions.full_refresh() }} OR w.feature_time >= s.from_at
 {%- endcall %}
 
-ALTER TABLE {{ builtin_rows }} ADD PRIMARY KEY (customer_id, feature_time);
+ALTER TABLE work.feature_rows ADD PRIMARY KEY (customer_id, feature_time);
 
-ANALYZE {{ builtin_rows }};
+ANALYZE work.feature_rows;
+{%- endif %}
 {%- if defined.any %}
-{%- if defined.aggregates %}
-
--- The features.define columns (sql/macros/defined.sql) of the same rows, in one window
--- pass over every order of the scope (also the ones the built-ins do not count), read as
--- far back as the widest defined window (or the whole history for a lifetime one).
-{% call dist.scratch_table('work.defined_feature_rows', 'customer_id') -%}
+-- With features.define, one window pass computes the built-ins and the defined columns
+-- (sql/macros/defined.sql) over every order of the scope (also the ones the built-ins do not
+-- count): read as far back as the widest window or the previous counted order (the whole
+-- history for a lifetime window), rows for the counted instants only.
+{% call dist.scratch_table('work.feature_rows', 'customer_id', rows='the feature rows computed') -%}
 WITH defined_orders AS (
     SELECT a.customer_key AS customer_id, a.order_id, a.order_at, a.amount, a.status
     FROM stg.orders AS a
@@ -130,42 +130,50 @@ WITH defined_orders AS (
     UNION ALL
     SELECT a.customer_key AS customer_id, a.order_id, a.order_at, a.amount, a.status
     FROM work.feature_scope AS s
+    {%- if defined.lookback_hours is not none %}
+    CROSS JOIN LATERAL (
+        SELECT max(p.order_at) AS previous_at
+        FROM stg.orders AS p
+        WHERE p.customer_key = s.customer_id AND p.customer_id = s.customer_id AND p.order_at < s.from_at
+            AND {{ counted.counts('p', features) }}
+    ) AS previous
+    {%- endif %}
     INNER JOIN stg.orders AS a
         ON
             a.customer_key = s.customer_id AND a.customer_id = s.customer_id
             {%- if defined.lookback_hours is not none %}
-            AND a.order_at >= s.from_at - INTERVAL {{ (defined.lookback_hours ~ ' hours') | literal }}
+            AND a.order_at >= least(
+                s.from_at - INTERVAL {{ (defined.lookback_hours ~ ' hours') | literal }}, previous.previous_at
+            )
             {%- endif %}
 ),
 
-{{ define.window_pass(defined, features, 'defined_orders') }}
+{{ define.window_pass(defined, features, 'defined_orders') }},
 
-SELECT
-    w.customer_id,
-    w.feature_time,
-    {{- define.row_values(defined) }}
-FROM defined_windowed AS w
-{%- if defined.distinct %}
-LEFT JOIN distinct_values AS v ON w.customer_id = v.customer_id AND w.feature_time = v.feature_time
-{%- endif %}
-LEFT JOIN work.feature_scope AS s ON w.customer_id = s.customer_id
-WHERE w.spine__ AND ({{ versions.full_refresh() }} OR w.feature_time >= s.from_at)
-{%- endcall %}
-{%- endif %}
+feature_values AS (
+    SELECT
+        w.customer_id,
+        w.feature_time,
+        {%- for window in feature_windows %}
+        w.{{ window.orders | ident }},
+        w.{{ window.revenue | ident }},
+        {%- endfor %}
+        w.{{ days_since_column | ident }},
+        {{- define.row_values(defined) }}
+    FROM defined_windowed AS w
+    LEFT JOIN work.feature_scope AS s ON w.customer_id = s.customer_id
+    WHERE w.spine__ AND ({{ versions.full_refresh() }} OR w.feature_time >= s.from_at)
+)
 
--- Every feature row: the built-ins, then features.define's columns in order (a ratio
--- divides two finished columns).
-{% call dist.scratch_table('work.feature_rows', 'customer_id', rows='the feature rows computed') -%}
+-- every column in table order, a ratio dividing two finished ones
 SELECT
-    b.*,
-    {%- for c in defined.columns %}
-    {% if c.d.ratio %}{{ define.ratio_value(c.d) }}{% else %}d.{{ c.name | ident }}{% endif %} AS {{ c.name | ident }}
-    {{- ',' if not loop.last }}
+    customer_id,
+    feature_time,
+    {%- for name, _ in feature_columns %}
+    {% if name in defined.ratios %}{{ define.ratio_value(defined.ratios[name]) }} AS {{ name | ident }}
+    {%- else %}{{ name | ident }}{% endif %}{{ ',' if not loop.last }}
     {%- endfor %}
-FROM {{ builtin_rows }} AS b
-{%- if defined.aggregates %}
-LEFT JOIN work.defined_feature_rows AS d ON b.customer_id = d.customer_id AND b.feature_time = d.feature_time
-{%- endif %}
+FROM feature_values
 {%- endcall %}
 
 ALTER TABLE work.feature_rows ADD PRIMARY KEY (customer_id, feature_time);

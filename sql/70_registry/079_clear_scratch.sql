@@ -6,10 +6,8 @@
 -- requires: the scratch tables of 37_model/037, 50_features/050, 55_labels/055,
 --           60_splits/062 and 65_profile/065
 -- writes: stg.model_orders, work.feature_scope, work.feature_rows, work.split_scope,
---         work.split_rows, work.profile_values, work.label_scope, work.label_rows,
---         work.builtin_feature_rows, work.defined_feature_rows
+--         work.split_rows, work.profile_values, work.label_scope, work.label_rows
 TRUNCATE stg.model_orders, work.feature_scope, work.feature_rows, work.split_scope, work.split_rows,
 work.profile_values
 {%- if labels %}, work.label_scope, work.label_rows{% endif %}
-{%- if defined.any %}, work.builtin_feature_rows{% endif %}
-{%- if defined.aggregates %}, work.defined_feature_rows{% endif %};
+;

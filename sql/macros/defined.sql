@@ -32,7 +32,9 @@
 
 {#- The frame of a window pass: hours long or the whole history, t in it or not. -#}
 {%- macro frame(f) -%}
-{%- if f.hours is none -%}
+{%- if f.end == 'before_span' -%}
+RANGE BETWEEN UNBOUNDED PRECEDING AND INTERVAL {{ (f.hours ~ ' hours 1 microsecond') | literal }} PRECEDING
+{%- elif f.hours is none -%}
 ROWS BETWEEN UNBOUNDED PRECEDING AND {{ 'CURRENT ROW' if f.end == 'inclusive' else '1 PRECEDING' }}
 {%- else -%}
 RANGE BETWEEN INTERVAL {{ (f.hours ~ ' hours') | literal }} PRECEDING AND
@@ -63,8 +65,8 @@ RANGE BETWEEN INTERVAL {{ (f.hours ~ ' hours') | literal }} PRECEDING AND
 {%- endfor %}
 {%- endmacro -%}
 
-{#- Window pass, step 2: each column from the partials over its frame (count_distinct
-    columns come from distinct_values). -#}
+{#- Window pass, step 2: each column from the partials over its frame (count_distinct: from
+    the island flags of distinct_flags, over two frames). -#}
 {%- macro window_value(c) -%}
 {%- set d = c.d %}
 {%- set part = (d.name ~ '__') %}
@@ -80,12 +82,27 @@ sum({{ (part ~ 'sum') | ident }}) OVER {{ c.frame | ident }} / nullif(sum({{ (pa
 -- the value at the {{ 'earliest' if d.agg == 'first' else 'latest' }} instant that has one: (epoch, value) pairs compare in that order
 (
             {{ 'min' if d.agg == 'first' else 'max' }}(CASE WHEN {{ (part ~ d.agg) | ident }} IS NOT NULL
-                THEN ARRAY[extract(EPOCH FROM feature_time), {{ (part ~ d.agg) | ident }}] END) OVER {{ c.frame | ident }}
+                THEN ARRAY[extract(EPOCH FROM i.feature_time), {{ (part ~ d.agg) | ident }}] END) OVER {{ c.frame | ident }}
         )[2]
-{%- else -%}
-floor(extract(EPOCH FROM feature_time - {{ 'min' if d.agg == 'time_since_first' else 'max' }}(
-            CASE WHEN {{ (part ~ 'any') | ident }} THEN feature_time END
+{%- elif d.agg == 'count_distinct' -%}
+-- the islands started by t, less those ended before it
+(coalesce(sum(f.{{ (c.name ~ '__starts') | ident }}) OVER {{ c.frame | ident }}, 0)
+        {%- if c.ends_frame %}
+            - coalesce(sum(f.{{ (c.name ~ '__lasts') | ident }}) OVER {{ c.ends_frame | ident }}, 0)
+        {%- endif %})::bigint
+{%- elif d.agg == 'time_since_first' -%}
+floor(extract(EPOCH FROM i.feature_time - min(
+            CASE WHEN {{ (part ~ 'any') | ident }} THEN i.feature_time END
         ) OVER {{ c.frame | ident }}) / 86400)::integer
+{%- else -%}
+{%- set latest -%}
+max(CASE WHEN {{ (d.name ~ '__any') | ident }} THEN i.feature_time END) OVER {{ c.frame | ident }}
+{%- endset -%}
+{%- set bounded = c.window and c.window.hours is not none %}
+-- the latest such instant before t (a running maximum){{ ', if in the window' if bounded }}
+floor(extract(EPOCH FROM i.feature_time - {% if bounded -%}
+            CASE WHEN {{ latest }} >= i.feature_time - INTERVAL {{ (c.window.hours ~ ' hours') | literal }} THEN {{ latest }} END
+        {%- else %}{{ latest }}{% endif %}) / 86400)::integer
 {%- endif -%}
 {%- endmacro -%}
 
@@ -94,10 +111,17 @@ floor(extract(EPOCH FROM feature_time - {{ 'min' if d.agg == 'time_since_first' 
     customer and instant of a counted order (spine__), with every defined column but the
     ratios. -#}
 {%- macro window_pass(defined, features, orders_cte) -%}
+{%- if defined.distinct %}
+{{ distinct_flags(defined, features, orders_cte) }},
+
+{% endif -%}
 defined_instants AS (
     SELECT
         o.customer_id,
         o.order_at AS feature_time,
+        -- the built-ins' partials: the counted orders and their amounts
+        count(*) FILTER (WHERE {{ counted.counts('o', features) }}) AS builtin__n,
+        sum(o.amount) FILTER (WHERE {{ counted.counts('o', features) }}) AS builtin__sum,
         {{- instant_partials(defined, features) }}
         coalesce(bool_or({{ counted.counts('o', features) }}), FALSE) AS spine__
     FROM {{ orders_cte }} AS o
@@ -106,28 +130,44 @@ defined_instants AS (
 
 defined_windowed AS (
     SELECT
-        customer_id,
-        feature_time,
-        {%- for c in defined.columns if not c.d.ratio and c.d.agg != 'count_distinct' %}
+        i.customer_id,
+        i.feature_time,
+        -- the built-ins, as 50_features/050 defines them without features.define
+        {%- for window in feature_windows %}
+        coalesce(sum(i.builtin__n) OVER {{ defined.builtin_frames[window.days] | ident }}, 0)::bigint
+            AS {{ window.orders | ident }},
+        coalesce(sum(i.builtin__sum) OVER {{ defined.builtin_frames[window.days] | ident }}, 0)
+            AS {{ window.revenue | ident }},
+        {%- endfor %}
+        coalesce(
+            floor(extract(EPOCH FROM i.feature_time - max(CASE WHEN i.spine__ THEN i.feature_time END)
+                OVER "lifetime_exclusive") / 86400)::integer,
+            {{ features.days_since_last_order_if_none | literal }}::integer
+        ) AS {{ days_since_column | ident }},
+        {%- for c in defined.columns if not c.d.ratio %}
         {{ window_value(c) }} AS {{ c.name | ident }},
         {%- endfor %}
-        spine__
-    FROM defined_instants
+        i.spine__
+    FROM defined_instants AS i
+    {%- if defined.distinct %}
+    LEFT JOIN distinct_flags AS f ON i.customer_id = f.customer_id AND i.feature_time = f.feature_time
+    {%- endif %}
     WINDOW
     {%- for name, f in defined.frames | dictsort %}
-    {{ name | ident }} AS (PARTITION BY customer_id ORDER BY feature_time {{ frame(f) }}){{ ',' if not loop.last }}
+    {{ name | ident }} AS (PARTITION BY i.customer_id ORDER BY i.feature_time {{ frame(f) }}){{ ',' if not loop.last }}
     {%- endfor %}
-){% if defined.distinct %},
-{{ distinct_counts(defined, features, orders_cte) }}
-{%- endif %}
+)
 {%- endmacro -%}
 
-{#- Exact distinct counts over sliding windows (PostgreSQL has no count(DISTINCT) OVER):
-    per customer and item, the occurrences' windows [s, s + W] merge into islands; +1 where
-    an island starts, -1 just after it ends; the running total at an instant t is the count
-    of items with an occurrence in t's window. Lifetime: +1 at an item's first occurrence.
-    Inclusive: +1 applies at s itself (sorted before t = s); exclusive, after it. -#}
-{%- macro distinct_counts(defined, features, orders_cte) -%}
+{#- Exact distinct counts over sliding windows (PostgreSQL has no count(DISTINCT) OVER). Per
+    customer and item, the windows of the item's occurrences merge into islands: [a, b + W]
+    from the island's first occurrence a to its last b (an occurrence within W of the
+    previous one continues its island). At t the item is in the window iff an island has
+    a <= t <= b + W (exclusive: a < t <= b + W), so the distinct count is the islands
+    started by t less those whose last occurrence is before t - W: two running sums over the
+    instants, of the flags counted here per customer and instant. Lifetime: an island per
+    item, from its first occurrence, never ending. -#}
+{%- macro distinct_flags(defined, features, orders_cte) -%}
 {%- for d in defined.distinct_definitions %}
 {{ (d.name ~ '__steps') | ident }} AS (
     SELECT
@@ -147,60 +187,36 @@ defined_windowed AS (
 ),
 
 {% endfor -%}
-distinct_events AS (
-    {%- for x in defined.distinct %}
-    SELECT {{ x.j }} AS j, customer_id, order_at AS at, {{ 0 if features.window_end == 'inclusive' else 2 }} AS step, 1 AS delta
-    FROM {{ (x.d.name ~ '__steps') | ident }}
-    WHERE previous_at IS NULL
-    {%- if x.window.hours is not none %}
-        OR order_at > previous_at + INTERVAL {{ (x.window.hours ~ ' hours') | literal }}
-    {%- endif %}
-    UNION ALL
-    {%- if x.window.hours is not none %}
-    SELECT {{ x.j }} AS j, customer_id, order_at + INTERVAL {{ (x.window.hours ~ ' hours') | literal }} AS at, 2 AS step, -1 AS delta
-    FROM {{ (x.d.name ~ '__steps') | ident }}
-    WHERE next_at IS NULL OR next_at > order_at + INTERVAL {{ (x.window.hours ~ ' hours') | literal }}
-    UNION ALL
-    {%- endif %}
-    SELECT {{ x.j }} AS j, customer_id, feature_time AS at, 1 AS step, 0 AS delta
-    FROM defined_instants
-    WHERE spine__
-    {{- '\n    UNION ALL' if not loop.last }}
-    {%- endfor %}
-),
-
-distinct_totals AS (
+distinct_flags AS (
     SELECT
         customer_id,
-        at,
-        j,
-        step,
-        sum(delta) OVER (PARTITION BY j, customer_id ORDER BY at, step ROWS UNBOUNDED PRECEDING) AS items
-    FROM distinct_events
-),
-
-distinct_values AS (
-    SELECT
-        customer_id,
-        at AS feature_time,
+        order_at AS feature_time,
         {%- for x in defined.distinct %}
-        max(items) FILTER (WHERE j = {{ x.j }})::bigint AS {{ x.name | ident }}{{ ',' if not loop.last }}
+        count(*) FILTER (WHERE definition = {{ x.d.name | literal }} AND (previous_at IS NULL
+            {%- if x.window.hours is not none %}
+            OR order_at > previous_at + INTERVAL {{ (x.window.hours ~ ' hours') | literal }}
+            {%- endif %})) AS {{ (x.name ~ '__starts') | ident }},
+        count(*) FILTER (WHERE definition = {{ x.d.name | literal }}
+            {%- if x.window.hours is not none %} AND (next_at IS NULL
+            OR next_at > order_at + INTERVAL {{ (x.window.hours ~ ' hours') | literal }})
+            {%- else %} AND FALSE{% endif %}) AS {{ (x.name ~ '__lasts') | ident }}{{ ',' if not loop.last }}
         {%- endfor %}
-    FROM distinct_totals
-    WHERE step = 1
-    GROUP BY customer_id, at
+    FROM (
+        {%- for d in defined.distinct_definitions %}
+        SELECT {{ d.name | literal }} AS definition, customer_id, order_at, previous_at, next_at
+        FROM {{ (d.name ~ '__steps') | ident }}
+        {{- '\n        UNION ALL' if not loop.last }}
+        {%- endfor %}
+    ) AS steps
+    GROUP BY customer_id, order_at
 )
 {%- endmacro -%}
 
-{#- The defined columns of a row of defined_windowed `w` (and distinct_values `v`), ratios
+{#- The defined columns of a row of defined_windowed `w`, ratios
     left out (they divide finished columns: ratio_value). -#}
 {%- macro row_values(defined) -%}
 {%- for c in defined.columns if not c.d.ratio %}
-    {%- if c.d.agg == 'count_distinct' %}
-    coalesce(v.{{ c.name | ident }}, 0) AS {{ c.name | ident }}{{ ',' if not loop.last }}
-    {%- else %}
     w.{{ c.name | ident }}{{ ',' if not loop.last }}
-    {%- endif %}
 {%- endfor %}
 {%- endmacro -%}
 

@@ -49,6 +49,8 @@ DEFINE = [
     {"name": "since_first", "agg": "time_since_first"},
     {"name": "since_cancel", "agg": "time_since_last", "where": {"status": ["cancelled"]}, "orders": "all"},
     {"name": "since_last", "agg": "time_since_last", "windows": ["7d"]},
+    {"name": "since_any", "agg": "time_since_last", "orders": "all", "windows": ["lifetime", "1d"]},
+    {"name": "recent_first", "agg": "time_since_first", "windows": ["1d"]},
     {"name": "cancel_share", "ratio": ["cancelled_7d", "n_all_7d"]},
     {"name": "big_share", "ratio": ["big_7d", "orders_7d"]},
     {"name": "big_per_cancel", "ratio": ["big_7d", "cancelled_7d"]},
@@ -139,6 +141,8 @@ def expected_rows(staged: list[Staged], window_end: str, windows_days: Sequence[
                 inside = [o for o in counted if in_window(o, t, f"{days}d", window_end)]
                 row[f"orders_{days}d"] = len(inside)
                 row[f"revenue_{days}d"] = sum((o.amount for o in inside if o.amount is not None), Decimal(0))
+            earlier = [o.at for o in counted if o.at < t]
+            row["days_since_last_order"] = (t - max(earlier)) // DAY if earlier else None
             for d in DEFINE:
                 if "ratio" in d:
                     numerator, denominator = (row[name] for name in d["ratio"])
