@@ -164,6 +164,47 @@ def brute_force_features(orders: dict[str, ExpectedOrder]) -> dict[tuple[str, dt
     return features
 
 
+def brute_force_defined(orders: dict[str, ExpectedOrder]) -> dict[tuple[str, dt.datetime], dict[str, Any]]:
+    """The config's own features (features.define of configs/uci_online_retail.yaml), from
+    their meaning: over completed orders (cancellations are excluded) unless said otherwise,
+    windows t - 30 days <= order_at <= t, the days since the first order strictly before t."""
+    completed: dict[str, list[ExpectedOrder]] = defaultdict(list)
+    cancelled: dict[str, list[ExpectedOrder]] = defaultdict(list)
+    for order in orders.values():
+        (completed if order.status == "completed" else cancelled)[order.customer_id].append(order)
+    rows: dict[tuple[str, dt.datetime], dict[str, Any]] = {}
+    for customer, mine in completed.items():
+        for t in {o.order_at for o in mine}:
+            month = [o.amount for o in mine if t - 30 * DAY <= o.order_at <= t]
+            ever = [o.amount for o in mine if o.order_at <= t]
+            credits = sum(1 for o in cancelled[customer] if t - 30 * DAY <= o.order_at <= t)
+            first = min(o.order_at for o in mine)
+            rows[(customer, t)] = {
+                "basket_avg_30d": sum(month) / len(month), "basket_avg_lifetime": sum(ever) / len(ever),
+                "cancellations_30d": credits, "cancelled_share_30d": Decimal(credits) / len(month),
+                "largest_order_30d": max(month), "days_as_customer": (t - first) // DAY if first < t else None,
+            }
+    return rows
+
+
+def assert_defined_features_match(db_url: str, expected: Expected) -> None:
+    oracle = brute_force_defined(expected.orders)
+    names = list(next(iter(oracle.values())))
+    rows = query(db_url, f"SELECT customer_id, feature_time, {', '.join(names)} FROM feats.customer_features")
+    got = {(r[0], r[1]): dict(zip(names, r[2:])) for r in rows}
+    assert set(got) == set(oracle)
+    assert sum(1 for v in oracle.values() if v["cancellations_30d"]) > 20, "too few rows with credit notes"
+    wrong = []
+    for key, want in oracle.items():
+        for name, value in want.items():
+            actual = got[key][name]
+            same = actual == value if not isinstance(value, Decimal) or actual is None else \
+                abs(actual - value) <= Decimal("1e-12") * max(Decimal(1), abs(value))
+            if not same:
+                wrong.append((key, name, actual, value))
+    assert not wrong, f"{len(wrong)} defined values differ, e.g. {wrong[:3]}"
+
+
 # --- what the pipeline wrote ----------------------------------------------------------------
 
 
@@ -337,6 +378,7 @@ def test_bundled_config_stages_every_invoice_as_computed_independently(project, 
     assert query(db_url, "SELECT count(*) FROM meta.quarantine WHERE run_id = %s AND payload ->> 'InvoiceNo'"
                          " IN ('A563185', 'A563186', 'A563187')", (report["run_id"],)) == [(3,)]
     assert_features_match(db_url, expected, staged)
+    assert_defined_features_match(db_url, expected)
 
 
 # --- (b) the 68 by-day files and the extra day ----------------------------------------------
@@ -379,7 +421,9 @@ def test_full_by_day_and_extra_days_match_independent_computation_and_source_md(
                      "model": str(MODEL)}],
         "expectations": str(EXPECTATIONS),
         "staging": {"source_timezone": "Europe/London"},
-        "features": {"exclude_statuses": ["cancelled"]},
+        # the bundled config's own features, over the 68 days
+        "features": {"exclude_statuses": ["cancelled"],
+                     "define": yaml.safe_load(BUNDLED_CONFIG.read_text(encoding="utf-8"))["features"]["define"]},
     }, sort_keys=False), encoding="utf-8")
     report = run_ok(config, db_url)
 
@@ -389,6 +433,7 @@ def test_full_by_day_and_extra_days_match_independent_computation_and_source_md(
         ("cancelled", len(cancelled)), ("completed", len(expected.orders) - len(cancelled))]
     assert_quarantine_matches(db_url, report, expected)
     assert_features_match(db_url, expected, staged)
+    assert_defined_features_match(db_url, expected)
     # the run's batch is exactly what was staged: every staged order points into it
     with psycopg.connect(db_url) as conn:
         outside = conn.execute("SELECT count(*) FROM stg.orders o WHERE NOT EXISTS (SELECT 1 FROM raw.raw_events r"
