@@ -228,25 +228,32 @@ def plan(define: tuple[Definition, ...], window_end: str, windows_days: list[int
     for definition in define:
         if definition.ratio:
             columns.append({"name": definition.name, "d": definition, "window": None, "frame": None,
-                            "ends_frame": None})
+                            "plus_current": False, "ends_frame": None})
             continue
-        # time_since_* look strictly before t, as days_since_last_order does; the last such
-        # instant is the latest of the whole history before t (a running maximum), inside W or not
+        # time_since_* look strictly before t, as days_since_last_order does
         end = "exclusive" if definition.agg in TIME_SINCE else window_end
         for window in definition.windows or (None,):
-            frame = lifetime_before if definition.agg == "time_since_last" else frame_name(window, end)
-            ends_frame = None
-            if definition.agg == "count_distinct":
-                # islands started by t (its lifetime frame) less those whose last occurrence is
-                # before t - W (the frame of every instant before t - W)
-                frame = frame_name(None, end)
-                if window.hours is not None:
-                    ends_frame = f"before_h{window.hours}"
-                    frames[ends_frame] = {"hours": window.hours, "end": "before_span"}
-            frames[frame] = {"hours": None if frame.startswith("lifetime") or window is None else window.hours,
-                             "end": end}
+            lifetime = window is None or window.hours is None
+            # the whole history up to t is the running frame before t plus t's own row: one
+            # frame, and no re-aggregation, for every lifetime column
+            plus_current, ends_frame = False, None
+            if definition.agg == "time_since_last":
+                frame = lifetime_before  # the latest instant before t, inside W or not
+            elif definition.agg == "count_distinct":
+                # islands started by t less those whose last occurrence is before t - W: every
+                # last occurrence up to t less those in the frame [t - W, t]
+                frame, plus_current = lifetime_before, window_end == "inclusive"
+                if not lifetime:
+                    ends_frame = frame_name(window, "inclusive")
+                    frames[ends_frame] = {"hours": window.hours, "end": "inclusive"}
+            elif lifetime:
+                frame, plus_current = lifetime_before, end == "inclusive"
+            else:
+                frame = frame_name(window, end)
+                frames[frame] = {"hours": window.hours, "end": end}
             name = definition.name if window is None else definition.column_name(window)
-            columns.append({"name": name, "d": definition, "window": window, "frame": frame, "ends_frame": ends_frame})
+            columns.append({"name": name, "d": definition, "window": window, "frame": frame,
+                            "plus_current": plus_current, "ends_frame": ends_frame})
             if definition.agg == "count_distinct":
                 distinct.append({"j": len(distinct), "name": name, "d": definition, "window": window})
     aggregates = any(not definition.ratio for definition in define)

@@ -32,9 +32,7 @@
 
 {#- The frame of a window pass: hours long or the whole history, t in it or not. -#}
 {%- macro frame(f) -%}
-{%- if f.end == 'before_span' -%}
-RANGE BETWEEN UNBOUNDED PRECEDING AND INTERVAL {{ (f.hours ~ ' hours 1 microsecond') | literal }} PRECEDING
-{%- elif f.hours is none -%}
+{%- if f.hours is none -%}
 ROWS BETWEEN UNBOUNDED PRECEDING AND {{ 'CURRENT ROW' if f.end == 'inclusive' else '1 PRECEDING' }}
 {%- else -%}
 RANGE BETWEEN INTERVAL {{ (f.hours ~ ' hours') | literal }} PRECEDING AND
@@ -71,24 +69,39 @@ RANGE BETWEEN INTERVAL {{ (f.hours ~ ' hours') | literal }} PRECEDING AND
 {%- set d = c.d %}
 {%- set part = (d.name ~ '__') %}
 {%- if d.agg == 'count' -%}
-coalesce(sum({{ (part ~ 'n') | ident }}) OVER {{ c.frame | ident }}, 0)::bigint
+(coalesce(sum({{ (part ~ 'n') | ident }}) OVER {{ c.frame | ident }}, 0)
+            {%- if c.plus_current %} + {{ (part ~ 'n') | ident }}{% endif %})::bigint
 {%- elif d.agg == 'sum' -%}
 coalesce(sum({{ (part ~ 'sum') | ident }}) OVER {{ c.frame | ident }}, 0)
+            {%- if c.plus_current %} + coalesce({{ (part ~ 'sum') | ident }}, 0){% endif %}
+{%- elif d.agg == 'avg' and c.plus_current -%}
+(coalesce(sum({{ (part ~ 'sum') | ident }}) OVER {{ c.frame | ident }}, 0) + coalesce({{ (part ~ 'sum') | ident }}, 0))
+            / nullif(coalesce(sum({{ (part ~ 'n') | ident }}) OVER {{ c.frame | ident }}, 0) + {{ (part ~ 'n') | ident }}, 0)
 {%- elif d.agg == 'avg' -%}
 sum({{ (part ~ 'sum') | ident }}) OVER {{ c.frame | ident }} / nullif(sum({{ (part ~ 'n') | ident }}) OVER {{ c.frame | ident }}, 0)
 {%- elif d.agg in ('min', 'max') -%}
+{%- if c.plus_current %}{{ 'least' if d.agg == 'min' else 'greatest' }}({% endif -%}
 {{ d.agg }}({{ (part ~ d.agg) | ident }}) OVER {{ c.frame | ident }}
+{%- if c.plus_current %}, {{ (part ~ d.agg) | ident }}){% endif %}
 {%- elif d.agg in ('first', 'last') -%}
+{%- set pair -%}
+CASE WHEN {{ (part ~ d.agg) | ident }} IS NOT NULL
+                THEN ARRAY[extract(EPOCH FROM i.feature_time), {{ (part ~ d.agg) | ident }}] END
+{%- endset -%}
 -- the value at the {{ 'earliest' if d.agg == 'first' else 'latest' }} instant that has one: (epoch, value) pairs compare in that order
 (
-            {{ 'min' if d.agg == 'first' else 'max' }}(CASE WHEN {{ (part ~ d.agg) | ident }} IS NOT NULL
-                THEN ARRAY[extract(EPOCH FROM i.feature_time), {{ (part ~ d.agg) | ident }}] END) OVER {{ c.frame | ident }}
+            {% if c.plus_current %}{{ 'least' if d.agg == 'first' else 'greatest' }}({% endif -%}
+            {{ 'min' if d.agg == 'first' else 'max' }}({{ pair }}) OVER {{ c.frame | ident }}
+            {%- if c.plus_current %}, {{ pair }}){% endif %}
         )[2]
 {%- elif d.agg == 'count_distinct' -%}
--- the islands started by t, less those ended before it
+-- the islands started by t, less those whose last occurrence is before t - W
 (coalesce(sum(f.{{ (c.name ~ '__starts') | ident }}) OVER {{ c.frame | ident }}, 0)
+        {%- if c.plus_current %} + coalesce(f.{{ (c.name ~ '__starts') | ident }}, 0){% endif %}
         {%- if c.ends_frame %}
-            - coalesce(sum(f.{{ (c.name ~ '__lasts') | ident }}) OVER {{ c.ends_frame | ident }}, 0)
+            - (coalesce(sum(f.{{ (c.name ~ '__lasts') | ident }}) OVER {{ c.frame | ident }}, 0)
+                + coalesce(f.{{ (c.name ~ '__lasts') | ident }}, 0)
+                - coalesce(sum(f.{{ (c.name ~ '__lasts') | ident }}) OVER {{ c.ends_frame | ident }}, 0))
         {%- endif %})::bigint
 {%- elif d.agg == 'time_since_first' -%}
 floor(extract(EPOCH FROM i.feature_time - min(
