@@ -24,7 +24,6 @@ import csv
 import datetime as dt
 import json
 import os
-import subprocess
 import sys
 import time
 import uuid
@@ -32,11 +31,10 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-import yaml
 from psycopg import sql
 
 from scripts.bench import generate_orders
-from scripts.bench.stages import dataset
+from scripts.bench.stages import dataset, run_config
 from scripts.db import server as embedded
 from scripts.paths import REPO_ROOT
 
@@ -61,25 +59,13 @@ def next_day_file(rows: int, new_rows: int, seed: int) -> Path:
 
 
 def run_once(url: str, config: Path, paths: list[Path]) -> dict[str, Any]:
-    config.write_text(yaml.safe_dump({
+    report = run_config(url, config, {
         "sources": [{"name": "orders", "paths": [str(p) for p in paths]}],
         "expectations": str(REPO_ROOT / "configs" / "expectations.yaml"),
         "labels": {"horizon_days": 30},  # as configs/pipeline.yaml
-    }), encoding="utf-8")
-    env = {**os.environ, "DATABASE_URL": url, "PYTHONPATH": str(REPO_ROOT)}
-    started = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "scripts.run", "--config", str(config)],
-                            cwd=REPO_ROOT, env=env, text=True, capture_output=True)
-    wall = time.perf_counter() - started
-    sys.stdout.write("".join(f"    | {line}\n" for line in result.stdout.splitlines()))
-    sys.stderr.write(result.stderr)
-    report_line = [line for line in result.stdout.splitlines() if line.startswith("report: ")]
-    if not report_line:
-        raise SystemExit(f"the pipeline wrote no report (exit {result.returncode})")
-    report = json.loads((REPO_ROOT / report_line[-1].removeprefix("report: ")).read_text())
+    })
     if report["exit_code"] != 0:
         raise SystemExit(f"the pipeline failed (exit {report['exit_code']}): {report['errors']}")
-    report["wall_seconds"] = wall
     return report
 
 

@@ -83,13 +83,19 @@ def run_pipeline(url: str, data: Path, work: Path, distribution: dict[str, Any] 
     name = "bench_pipeline_citus" if distribution else "bench_pipeline"
     config = work / f"{name}{'_defined' if features is not None else ''}.yaml"
     features = BENCH_FEATURES if features is None else features
-    config.write_text(yaml.safe_dump({
+    return run_config(url, config, {
         "sources": [{"name": "orders", "paths": str(data)}],
         "expectations": str(REPO_ROOT / "configs" / "expectations.yaml"),
         "labels": {"horizon_days": 30},  # as configs/pipeline.yaml: the labels stage is timed too
         **({"features": features} if features else {}),
         **({"distribution": distribution} if distribution else {}),
-    }), encoding="utf-8")
+    })
+
+
+def run_config(url: str, config: Path, settings: dict[str, Any]) -> dict[str, Any]:
+    """Write `settings` to `config` and run the pipeline on it in a child process, as `make
+    all` would, against the database at `url`; its report, with the wall time."""
+    config.write_text(yaml.safe_dump(settings), encoding="utf-8")
     env = {**os.environ, "DATABASE_URL": url, "PYTHONPATH": str(REPO_ROOT)}
     started = time.perf_counter()
     result = subprocess.run([sys.executable, "-m", "scripts.run", "--config", str(config)],

@@ -218,8 +218,7 @@ def frame_name(window: Window | None, end: str) -> str:
 
 def plan(define: tuple[Definition, ...], window_end: str, windows_days: list[int]) -> dict[str, Any]:
     """What the templates loop over (sql/macros/defined.sql): every column in order with its
-    definition, window and frame; the frames of the window pass; the distinct counts (each
-    (definition, window) numbered); how far back a daily run reads (hours; None: the whole
+    definition, window and frame; the frames of the window pass; the distinct counts; how far back a daily run reads (hours; None: the whole
     history, for a lifetime window or a time since without one). With any definition, the
     built-ins are computed in the same pass: `builtin_frames` names the frame of each of
     features.windows_days, and the days since the last order read the lifetime frame before t."""
@@ -255,7 +254,7 @@ def plan(define: tuple[Definition, ...], window_end: str, windows_days: list[int
             columns.append({"name": name, "d": definition, "window": window, "frame": frame,
                             "plus_current": plus_current, "ends_frame": ends_frame})
             if definition.agg == "count_distinct":
-                distinct.append({"j": len(distinct), "name": name, "d": definition, "window": window})
+                distinct.append({"name": name, "d": definition, "window": window})
     aggregates = any(not definition.ratio for definition in define)
     builtin_frames = {}
     if define:

@@ -30,10 +30,11 @@
 {%- endfor %}
 {%- endmacro -%}
 
-{#- The frame of a window pass: hours long or the whole history, t in it or not. -#}
+{#- The frame of a window pass: hours long, t in it or not; or the whole history before t
+    (a whole-history column adds t's own row to it: window_value). -#}
 {%- macro frame(f) -%}
 {%- if f.hours is none -%}
-ROWS BETWEEN UNBOUNDED PRECEDING AND {{ 'CURRENT ROW' if f.end == 'inclusive' else '1 PRECEDING' }}
+ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING
 {%- else -%}
 RANGE BETWEEN INTERVAL {{ (f.hours ~ ' hours') | literal }} PRECEDING AND
         {{ 'CURRENT ROW' if f.end == 'inclusive' else "INTERVAL '1 microsecond' PRECEDING" }}
