@@ -101,6 +101,8 @@ UNION ALL
 {%- endif %}
 {%- endfor %}
 
+{%- if checks %}
+-- (a config whose models bring no record-level rule has none to record)
 INSERT INTO meta.validation_results (
     run_id, check_id, rule, column_name, severity, status,
     failing_count, row_count, failing_percent, message, level, action
@@ -156,3 +158,4 @@ check_counts AS (
 ),
 
 {{ results.check_results('records') }};
+{%- endif %}

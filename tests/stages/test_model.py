@@ -155,3 +155,16 @@ def test_relative_paths_resolve_against_the_project_around_configs(project, db_u
     assert code == EXIT_PASSED
     assert report["sources"][0]["path"] == str((project.root / "data" / "raw" / "orders.csv").resolve())
     assert "min_rows" in {c["id"] for c in report["checks"]}
+
+
+def test_a_model_with_no_record_level_rule_runs(project, db_url):
+    """A source model needs no record-level rule (the default model's mapped columns bring
+    some; a model brings none): validation then records the order-level checks only."""
+    project.write_csv("lines.csv", LINES)
+    config = project.write_config(sources=[{"name": "lines", "paths": "data/raw/lines.csv",
+                                            "model": write_model(project)}], expectations={"unique": {}})
+    (project.root / "configs" / "pipeline_expectations.yaml").write_text("{}\n", encoding="utf-8")
+    code, report = run_pipeline(config, db_url)
+    assert code == EXIT_PASSED, report.get("errors")
+    assert query(db_url, "SELECT count(*) FROM stg.orders") == [(3,)]
+    assert {c["level"] for c in report["checks"]} == {"orders"}
