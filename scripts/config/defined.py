@@ -29,9 +29,14 @@ DEFINITION_KEYS = {"name", "agg", "column", "windows", "where", "orders", "ratio
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
 WINDOW_RE = re.compile(r"^([1-9][0-9]{0,5})([dh])$")
 
-# The staged order columns a definition may read, with their PostgreSQL types.
+# The staged columns a definition may read, with their PostgreSQL types: an order's (source:
+# orders), or a line's with its order's status, customer and ids (source: lines); both
+# with the order's attributes (staging.attributes).
 ORDER_COLUMNS = {"order_id": "text", "customer_id": "text", "order_at": "timestamptz", "amount": "numeric",
                  "status": "text"}
+LINE_COLUMNS = {"order_id": "text", "customer_id": "text", "status": "text", "line_number": "bigint", "item": "text",
+                "quantity": "numeric", "unit_price": "numeric", "amount": "numeric"}
+SOURCES = ("orders", "lines")
 NUMERIC = ("numeric", "integer", "bigint")
 
 
@@ -70,6 +75,8 @@ class Definition:
     where: tuple[Condition, ...] = ()
     counted_only: bool = True  # orders: counted (features.exclude_statuses apply) or all
     ratio: tuple[str, str] | None = None  # numerator and denominator column names
+    source: str = "orders"  # orders, or lines (the lines of the orders it reads)
+    entity: str | None = None  # None: per customer; else a text attribute of the orders
 
     @property
     def columns(self) -> list[tuple[str, str]]:
@@ -102,32 +109,41 @@ def parse_window(path: Path, key: str, value: Any) -> Window:
     return Window(f"{number}{unit}", number * 24 if unit == "d" else number)
 
 
-def parse_where(path: Path, key: str, value: Any) -> tuple[Condition, ...]:
+def readable_columns(source: str, attributes: dict[str, str]) -> dict[str, str]:
+    """The columns (and types) a definition of `source` may name."""
+    return {**(LINE_COLUMNS if source == "lines" else ORDER_COLUMNS), **attributes}
+
+
+def parse_where(path: Path, key: str, value: Any, readable: dict[str, str]) -> tuple[Condition, ...]:
     """{column: [values]} (any of them, several columns all hold), or {column, op, value}."""
     if not isinstance(value, dict) or not value:
         raise ConfigError(path, key, "must be {column: [values]} or {column: c, op: '<', value: v}")
     if set(value) == {"column", "op", "value"}:
-        column = known_column(path, f"{key}.column", value["column"])
+        column = known_column(path, f"{key}.column", value["column"], readable)
         if value["op"] not in OPERATORS:
             raise ConfigError(path, f"{key}.op", f"must be one of {', '.join(OPERATORS)}, got {value['op']!r}")
-        return (Condition(column, ORDER_COLUMNS[column], OPERATORS[value["op"]],
-                          (checked_value(path, f"{key}.value", value["value"], column),)),)
+        return (Condition(column, readable[column], OPERATORS[value["op"]],
+                          (checked_value(path, f"{key}.value", value["value"], column, readable[column]),)),)
     conditions = []
     for column, values in value.items():
-        column = known_column(path, f"{key}.{column}", column)
+        column = known_column(path, f"{key}.{column}", column, readable)
         if not isinstance(values, list) or not values:
             raise ConfigError(path, f"{key}.{column}", "must be a non-empty list of values (e.g. [cancelled])")
-        checked = tuple(checked_value(path, f"{key}.{column}", v, column) for v in values)
-        conditions.append(Condition(column, ORDER_COLUMNS[column], "in", checked))
+        checked = tuple(checked_value(path, f"{key}.{column}", v, column, readable[column]) for v in values)
+        conditions.append(Condition(column, readable[column], "in", checked))
     return tuple(conditions)
 
 
-def checked_value(path: Path, key: str, value: Any, column: str) -> Any:
-    if ORDER_COLUMNS[column] in NUMERIC:
+def checked_value(path: Path, key: str, value: Any, column: str, pg_type: str) -> Any:
+    if pg_type in NUMERIC:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(path, key, f"{column} is a number: give a number, got {value!r}")
         return value
-    if ORDER_COLUMNS[column] == "timestamptz":
+    if pg_type == "boolean":
+        if not isinstance(value, bool):
+            raise ConfigError(path, key, f"{column} is true or false: give true or false, got {value!r}")
+        return value
+    if pg_type == "timestamptz":
         raise ConfigError(path, key, f"{column} is a time: a where cannot test it (use windows)")
     if not isinstance(value, (str, int, float)) or isinstance(value, bool):
         raise ConfigError(path, key, f"{column} is text: give a text value, got {value!r}")
@@ -135,14 +151,14 @@ def checked_value(path: Path, key: str, value: Any, column: str) -> Any:
     return str(value).strip().lower() if column == "status" else str(value)
 
 
-def known_column(path: Path, key: str, column: Any) -> str:
-    if column not in ORDER_COLUMNS:
-        raise ConfigError(path, key, f"unknown column {column!r} (the staged orders have: "
-                                     f"{', '.join(ORDER_COLUMNS)})")
+def known_column(path: Path, key: str, column: Any, readable: dict[str, str]) -> str:
+    if column not in readable:
+        what = "lines" if "item" in readable else "orders"
+        raise ConfigError(path, key, f"unknown column {column!r} (the staged {what} have: {', '.join(readable)})")
     return column
 
 
-def parse_definition(path: Path, index: int, entry: Any) -> Definition:
+def parse_definition(path: Path, index: int, entry: Any, attributes: dict[str, str]) -> Definition:
     where = f"features.define[{index}]"
     if not isinstance(entry, dict):
         raise ConfigError(path, where, "must be a mapping with name and agg (or ratio)")
@@ -154,31 +170,36 @@ def parse_definition(path: Path, index: int, entry: Any) -> Definition:
         raise ConfigError(path, f"{where}.name", "must be lower case letters, digits and single _ (starting with a "
                                                  f"letter, at most 48 characters), got {name!r}")
     where = f"features.define[{index}] ({name})"
-    for key, supported in (("source", "orders"), ("entity", "customer")):
-        if entry.get(key, supported) != supported:
-            raise ConfigError(path, f"{where}.{key}", f"only {key}: {supported} is supported yet, "
-                                                      f"got {entry[key]!r}")
     if "ratio" in entry:
-        extra = sorted(set(entry) & {"agg", "column", "windows", "where", "orders"})
+        extra = sorted(set(entry) & {"agg", "column", "windows", "where", "orders", "source", "entity"})
         if extra:
             raise ConfigError(path, f"{where}.{extra[0]}", "a ratio takes only name and ratio: [numerator, denominator]")
         ratio = entry["ratio"]
         if not isinstance(ratio, list) or len(ratio) != 2 or not all(isinstance(r, str) for r in ratio):
             raise ConfigError(path, f"{where}.ratio", "must be [numerator, denominator]: two feature column names")
         return Definition(name, None, ratio=(ratio[0], ratio[1]))
+    source = entry.get("source", "orders")
+    if source not in SOURCES:
+        raise ConfigError(path, f"{where}.source", f"must be orders or lines (the lines of those orders), got {source!r}")
+    entity = entry.get("entity", "customer")
+    if entity != "customer" and attributes.get(entity) != "text":
+        text = [name for name, pg_type in attributes.items() if pg_type == "text"]
+        raise ConfigError(path, f"{where}.entity", f"must be customer or a text attribute of staging.attributes "
+                                                   f"({', '.join(text) or 'none declared'}), got {entity!r}")
+    readable = readable_columns(source, attributes)
     agg = entry.get("agg")
     if agg not in AGGREGATES:
         raise ConfigError(path, f"{where}.agg", f"must be one of {', '.join(AGGREGATES)} (or give ratio), got {agg!r}")
     column = entry.get("column")
     pg_type = None
     if column is not None:
-        column = known_column(path, f"{where}.column", column)
-        pg_type = ORDER_COLUMNS[column]
+        column = known_column(path, f"{where}.column", column, readable)
+        pg_type = readable[column]
     if agg in NUMERIC_AGGREGATES or agg == "count_distinct":
         if column is None:
             raise ConfigError(path, f"{where}.column", f"{agg} needs a column (e.g. column: amount)")
         if agg in NUMERIC_AGGREGATES and pg_type not in NUMERIC:
-            numeric = [c for c, t in ORDER_COLUMNS.items() if t in NUMERIC]
+            numeric = [c for c, t in readable.items() if t in NUMERIC]
             raise ConfigError(path, f"{where}.column", f"{agg} needs a number column ({', '.join(numeric)}); "
                                                        f"{column} is {pg_type}")
     elif agg in TIME_SINCE and column is not None:
@@ -197,18 +218,19 @@ def parse_definition(path: Path, index: int, entry: Any) -> Definition:
     if orders not in ("counted", "all"):
         raise ConfigError(path, f"{where}.orders", f"must be counted (features.exclude_statuses apply) or all, "
                                                    f"got {orders!r}")
-    conditions = parse_where(path, f"{where}.where", entry["where"]) if "where" in entry else ()
-    return Definition(name, agg, column, pg_type, windows, conditions, orders == "counted")
+    conditions = parse_where(path, f"{where}.where", entry["where"], readable) if "where" in entry else ()
+    return Definition(name, agg, column, pg_type, windows, conditions, orders == "counted", source=source,
+                      entity=None if entity == "customer" else entity)
 
 
-def parse_define(path: Path, raw: Any) -> tuple[Definition, ...]:
+def parse_define(path: Path, raw: Any, attributes: dict[str, str] | None = None) -> tuple[Definition, ...]:
     """features.define: the list of definitions, each checked alone (their names against
     each other and every other column: scripts/config/columns.py check_names)."""
     if raw is None:
         return ()
     if not isinstance(raw, list):
         raise ConfigError(path, "features.define", "must be a list of definitions (- name: ..., agg: ...)")
-    return tuple(parse_definition(path, i, entry) for i, entry in enumerate(raw))
+    return tuple(parse_definition(path, i, entry, attributes or {}) for i, entry in enumerate(raw))
 
 
 def frame_name(window: Window | None, end: str) -> str:
@@ -216,19 +238,14 @@ def frame_name(window: Window | None, end: str) -> str:
     return f"{'lifetime' if window is None or window.hours is None else f'h{window.hours}'}_{end}"
 
 
-def plan(define: tuple[Definition, ...], window_end: str, windows_days: list[int]) -> dict[str, Any]:
-    """What the templates loop over (sql/macros/defined.sql): every column in order with its
-    definition, window and frame; the frames of the window pass; the distinct counts; how far back a daily run reads (hours; None: the whole
-    history, for a lifetime window or a time since without one). With any definition, the
-    built-ins are computed in the same pass: `builtin_frames` names the frame of each of
-    features.windows_days, and the days since the last order read the lifetime frame before t."""
+def pass_plan(define: list[Definition], window_end: str) -> dict[str, Any]:
+    """One window pass (per customer, or per value of one entity): its columns in order with
+    their definition, window and frame; its frames; its distinct counts; whether it reads
+    lines; how far back a daily run reads (hours; None: the whole history, for a lifetime
+    window or a time since without one)."""
     columns, frames, distinct = [], {}, []
     lifetime_before = frame_name(None, "exclusive")
     for definition in define:
-        if definition.ratio:
-            columns.append({"name": definition.name, "d": definition, "window": None, "frame": None,
-                            "plus_current": False, "ends_frame": None})
-            continue
         # time_since_* look strictly before t, as days_since_last_order does
         end = "exclusive" if definition.agg in TIME_SINCE else window_end
         for window in definition.windows or (None,):
@@ -249,24 +266,62 @@ def plan(define: tuple[Definition, ...], window_end: str, windows_days: list[int
                 frame, plus_current = lifetime_before, end == "inclusive"
             else:
                 frame = frame_name(window, end)
-                frames[frame] = {"hours": window.hours, "end": end}
+            frames[frame] = {"hours": None, "end": "exclusive"} if frame == lifetime_before else \
+                {"hours": window.hours, "end": end}
             name = definition.name if window is None else definition.column_name(window)
             columns.append({"name": name, "d": definition, "window": window, "frame": frame,
                             "plus_current": plus_current, "ends_frame": ends_frame})
             if definition.agg == "count_distinct":
                 distinct.append({"name": name, "d": definition, "window": window})
-    aggregates = any(not definition.ratio for definition in define)
+    spans = [c["window"].hours if c["window"] else None for c in columns]
+    return {"entity": define[0].entity if define else None, "columns": columns, "pass_columns": columns,
+            "frames": frames,
+            "distinct": distinct, "distinct_definitions": list({c["d"].name: c["d"] for c in distinct}.values()),
+            "lines": any(definition.source == "lines" for definition in define),
+            "lookback_hours": None if None in spans or not spans else max(spans)}
+
+
+def plan(define: tuple[Definition, ...], window_end: str, windows_days: list[int]) -> dict[str, Any]:
+    """What the templates loop over (sql/macros/defined.sql): every defined column in order
+    (`columns`, ratios included, each with its definition), and the window passes that make
+    them: the customer's (its keys at the top level, as pass_plan gives them) and one per
+    entity (`entities`). With any definition, the built-ins are computed in the customer's
+    pass: `builtin_frames` names the frame of each of features.windows_days, and the days
+    since the last order read the lifetime frame before t (so a daily run reads every window
+    of the built-ins too, and the previous counted order: 50_features/050)."""
+    customer = pass_plan([d for d in define if not d.ratio and d.entity is None], window_end)
+    entity_names = list(dict.fromkeys(d.entity for d in define if not d.ratio and d.entity))
+    entities = [pass_plan([d for d in define if not d.ratio and d.entity == name], window_end)
+                for name in entity_names]
+    made = {c["name"]: c for p in [customer, *entities] for c in p["columns"]}
+    columns = []
+    for definition in define:
+        if definition.ratio:
+            columns.append({"name": definition.name, "d": definition, "window": None, "frame": None,
+                            "plus_current": False, "ends_frame": None})
+        else:
+            columns.extend(made[name] for name, _ in definition.columns)
     builtin_frames = {}
     if define:
         for days in windows_days:
             window = Window(f"{days}d", days * 24)
             builtin_frames[days] = frame_name(window, window_end)
-            frames[builtin_frames[days]] = {"hours": window.hours, "end": window_end}
-        frames[lifetime_before] = {"hours": None, "end": "exclusive"}
-    spans = [c["window"].hours if c["window"] else None for c in columns if not c["d"].ratio]
-    spans += [days * 24 for days in builtin_frames]
-    return {"columns": columns, "frames": frames, "distinct": distinct, "any": bool(define),
-            "aggregates": aggregates, "builtin_frames": builtin_frames,
-            "ratios": {definition.name: definition for definition in define if definition.ratio},
-            "lookback_hours": None if None in spans or not spans else max(spans),
-            "distinct_definitions": list({c["d"].name: c["d"] for c in distinct}.values())}
+            customer["frames"][builtin_frames[days]] = {"hours": window.hours, "end": window_end}
+        customer["frames"][frame_name(None, "exclusive")] = {"hours": None, "end": "exclusive"}
+        own = customer["lookback_hours"]  # None: a lifetime column reads the whole history
+        customer["lookback_hours"] = None if customer["columns"] and own is None else \
+            max([days * 24 for days in windows_days] + [own or 0])
+    # the retrieval's groups: one aggregate per (entity, source) over its rows (defined_as_of.sql)
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for column in columns:
+        if not column["d"].ratio:
+            groups.setdefault((column["d"].entity or "", column["d"].source), []).append(column)
+    lookback = {p["entity"]: p["lookback_hours"] for p in entities} | {None: customer["lookback_hours"]}
+    as_of_groups = [{"alias": f"d{i}", "entity": entity or None, "source": source, "columns": group,
+                     "lookback_hours": lookback[entity or None]}
+                    for i, ((entity, source), group) in enumerate(groups.items(), start=1)]
+    return {**customer, "columns": columns, "pass_columns": customer["columns"], "entities": entities,
+            "as_of_groups": as_of_groups,
+            "any": bool(define), "aggregates": any(not d.ratio for d in define),
+            "customer_aggregates": bool(customer["columns"]), "builtin_frames": builtin_frames,
+            "ratios": {d.name: d for d in define if d.ratio}}

@@ -16,6 +16,15 @@ from scripts.errors import ConfigError
 # a source column of the same name; `status: null` stages orders without a status).
 CANONICAL_COLUMNS = {"order_id": True, "customer_id": True, "order_ts": True, "amount": True, "status": False}
 
+# staging.attributes: the types an attribute column of the staged orders may have, and the
+# names it may not take (the columns of stg.orders and stg.model_orders, and those a
+# definition over lines reads from stg.order_lines)
+ATTRIBUTE_TYPES = ("text", "numeric", "bigint", "boolean")
+STAGED_ORDER_COLUMNS = ("order_id", "customer_id", "customer_key", "order_at", "amount", "status", "source_event_id",
+                        "file_sha256", "line_number", "staged_run_id", "staged_at", "source_name", "run_id",
+                        "item", "quantity", "unit_price")
+IDENTIFIER_RE = re.compile(r"^[a-z][a-z0-9_]{0,47}$")
+
 TIMESTAMP_TYPES = ("timestamptz", "timestamp", "date")
 NUMERIC_TYPES = ("numeric", "integer", "bigint")
 SUPPORTED_TYPES = TIMESTAMP_TYPES + NUMERIC_TYPES + ("boolean", "text")

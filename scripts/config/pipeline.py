@@ -68,9 +68,13 @@ def load(config_path: str | Path) -> PipelineConfig:
         notes.append(f"{path}: db is ignored: DATABASE_URL (or the embedded server) decides the database")
 
     files = parse_sources(path, root, raw.get("sources"))
-    columns = parse_columns(path, raw.get("columns"))
     staging = parse_staging(path, raw)
-    features = parse_features(path, raw)
+    columns = parse_columns(path, raw.get("columns"), staging.attributes)
+    features = parse_features(path, raw, staging.attributes)
+    lines_definition = next((i for i, d in enumerate(features.define) if d.source == "lines"), None)
+    if lines_definition is not None and not any(f.lines_model for f in files):
+        raise ConfigError(path, f"features.define[{lines_definition}].source",
+                          "reads lines, but no source has a lines_model (the SELECT that returns its order lines)")
     splits = parse_splits(path, raw)
     labels = parse_labels(path, raw)
     check_names(path, features, labels)

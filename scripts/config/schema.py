@@ -22,7 +22,8 @@ import typing
 from typing import Any
 
 from scripts.config import defined, drift, sections
-from scripts.config.fields import CANONICAL_COLUMNS, SUPPORTED_TYPES
+from scripts.config.fields import (ATTRIBUTE_TYPES, CANONICAL_COLUMNS, IDENTIFIER_RE, STAGED_ORDER_COLUMNS,
+                                  SUPPORTED_TYPES)
 from scripts.config.rules import COMMON_OPTIONS, ORDER_COLUMNS, RANGE_OPTIONS, RULES, WHERE_TESTS
 from scripts.config.source_files import SOURCE_KEYS
 from scripts.paths import REPO_ROOT
@@ -34,6 +35,8 @@ DRAFT = "https://json-schema.org/draft/2020-12/schema"
 LIMITS: dict[str, dict[str, Any]] = {
     "staging.amount_scale": {"minimum": 0},
     "staging.date_order": {"enum": ["MDY", "DMY", "YMD"]},
+    "staging.attributes": {"propertyNames": {"pattern": IDENTIFIER_RE.pattern, "not": {"enum": list(STAGED_ORDER_COLUMNS)}},
+                           "additionalProperties": {"enum": list(ATTRIBUTE_TYPES)}},
     "features.windows_days": {"minItems": 1, "uniqueItems": True, "items": {"type": "integer", "minimum": 1}},
     "labels.horizon_days": {"minimum": 1},
     "splits.train": {"exclusiveMinimum": 0},
@@ -89,13 +92,16 @@ def features_schema() -> dict[str, Any]:
     """features, with features.define's entries (defined.py: the same names and lists)."""
     features = section_schema("features", sections.Features)
     window = {"type": "string", "pattern": r"^([1-9][0-9]{0,5}[dh]|lifetime)$"}
+    # an order's or a line's column, or an attribute of staging.attributes (the loader checks which)
+    known = list(dict.fromkeys([*defined.ORDER_COLUMNS, *defined.LINE_COLUMNS]))
+    column = {"type": "string", "pattern": IDENTIFIER_RE.pattern, "examples": known}
     condition = {"oneOf": [
         {"type": "object", "additionalProperties": False, "required": ["column", "op", "value"],
-         "properties": {"column": {"enum": list(defined.ORDER_COLUMNS)}, "op": {"enum": list(defined.OPERATORS)},
-                        "value": {"type": ["string", "number"]}}},
-        {"type": "object", "minProperties": 1, "additionalProperties": False,
-         "properties": {column: {"type": "array", "minItems": 1, "items": {"type": ["string", "number"]}}
-                        for column in defined.ORDER_COLUMNS}},
+         "properties": {"column": column, "op": {"enum": list(defined.OPERATORS)},
+                        "value": {"type": ["string", "number", "boolean"]}}},
+        {"type": "object", "minProperties": 1, "not": {"required": ["column", "op", "value"]},
+         "propertyNames": {"pattern": IDENTIFIER_RE.pattern},
+         "additionalProperties": {"type": "array", "minItems": 1, "items": {"type": ["string", "number", "boolean"]}}},
     ]}
     entry = {
         "type": "object", "required": ["name"], "additionalProperties": False,
@@ -103,13 +109,14 @@ def features_schema() -> dict[str, Any]:
         "properties": {
             "name": {"type": "string", "pattern": defined.NAME_RE.pattern},
             "agg": {"enum": list(defined.AGGREGATES)},
-            "column": {"enum": list(defined.ORDER_COLUMNS)},
+            "column": column,
             "windows": {"type": "array", "minItems": 1, "uniqueItems": True, "items": window},
             "where": condition,
             "orders": {"enum": ["counted", "all"]},
             "ratio": {"type": "array", "minItems": 2, "maxItems": 2, "items": {"type": "string"}},
-            "source": {"enum": ["orders"]},
-            "entity": {"enum": ["customer"]},
+            "source": {"enum": list(defined.SOURCES)},
+            "entity": {"type": "string", "pattern": IDENTIFIER_RE.pattern,
+                       "description": "customer, or a text attribute of staging.attributes"},
         },
     }
     assert set(entry["properties"]) == defined.DEFINITION_KEYS, "every definition key has a schema"
@@ -132,6 +139,8 @@ def pipeline_schema() -> dict[str, Any]:
             "path": {"type": "string", "minLength": 1, "description": "the original project's name for paths"},
             "type": {"enum": ["csv", "CSV"]},
             "model": {"type": "string", "pattern": r"\.sql$"},
+            "lines_model": {"type": "string", "pattern": r"\.sql$",
+                            "description": "the SELECT that returns the source's order lines"},
             "encoding": {"type": "string", "pattern": "^[A-Za-z0-9_-]+$"},
             "delimiter": one_character, "quote": one_character,
             "columns": {"type": "array", "minItems": 1, "uniqueItems": True, "items": {"type": "string", "minLength": 1}},
@@ -143,9 +152,11 @@ def pipeline_schema() -> dict[str, Any]:
         "type": "object", "additionalProperties": False, "required": ["sources"],
         "properties": {
             "sources": {"type": "array", "minItems": 1, "items": source},
-            "columns": {"type": "object", "additionalProperties": False,
+            "columns": {"type": "object",
                         "properties": {name: {"type": "string" if required else ["string", "null"], "minLength": 1}
-                                       for name, required in CANONICAL_COLUMNS.items()}},
+                                       for name, required in CANONICAL_COLUMNS.items()},
+                        # and staging.attributes, each the source column it is read from
+                        "additionalProperties": {"type": "string", "minLength": 1}},
             "expectations": {"type": "string", "default": "configs/expectations.yaml"},
             "staging": section_schema("staging", sections.Staging),
             "features": features_schema(),

@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from scripts.config.defined import WINDOW_ENDS, Definition, parse_define
-from scripts.config.fields import ALERT_MAX_ATTEMPTS, ALERT_MAX_TIMEOUT_SECONDS, mapping, whole_number
+from scripts.config.fields import (ALERT_MAX_ATTEMPTS, ALERT_MAX_TIMEOUT_SECONDS, ATTRIBUTE_TYPES, IDENTIFIER_RE,
+                                  STAGED_ORDER_COLUMNS, mapping, whole_number)
 from scripts.errors import ConfigError
 
 
@@ -29,6 +30,8 @@ class Staging:
     amount_scale: int = 2  # decimal places an amount is rounded to
     status_map: dict[str, str] = field(default_factory=dict)  # variant -> standard status (lower-cased)
     date_order: str = "MDY"  # how an ambiguous date reads: MDY, DMY or YMD
+    # typed columns the source models return beside the order contract (name -> type)
+    attributes: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -119,7 +122,8 @@ def parse_validation(path: Path, raw: dict[str, Any]) -> Validation:
 
 
 def parse_staging(path: Path, raw: dict[str, Any]) -> Staging:
-    staging = mapping(path, raw, "staging", {"source_timezone", "amount_scale", "status_map", "date_order"})
+    staging = mapping(path, raw, "staging", {"source_timezone", "amount_scale", "status_map", "date_order",
+                                             "attributes"})
     date_order = str(staging.get("date_order", "MDY")).upper()
     if date_order not in ("MDY", "DMY", "YMD"):
         raise ConfigError(path, "staging.date_order", f"must be MDY, DMY or YMD, got {staging.get('date_order')!r}")
@@ -134,10 +138,32 @@ def parse_staging(path: Path, raw: dict[str, Any]) -> Staging:
         raise ConfigError(path, "staging.status_map", "must map status variants (strings) to standard statuses")
     # Variants are matched after trimming and lower-casing, like every status.
     status_map = {k.strip().lower(): v.strip().lower() for k, v in status_map.items()}
-    return Staging(source_timezone=str(tz), amount_scale=scale, status_map=status_map, date_order=date_order)
+    return Staging(source_timezone=str(tz), amount_scale=scale, status_map=status_map, date_order=date_order,
+                   attributes=parse_attributes(path, staging.get("attributes")))
 
 
-def parse_features(path: Path, raw: dict[str, Any]) -> Features:
+def parse_attributes(path: Path, raw: Any) -> dict[str, str]:
+    """staging.attributes: {name: type}, the typed columns staged beside the order contract."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError(path, "staging.attributes", "must map attribute names to types (e.g. {country: text})")
+    attributes = {}
+    for name, pg_type in raw.items():
+        key = f"staging.attributes.{name}"
+        if not isinstance(name, str) or not IDENTIFIER_RE.match(name) or "__" in name:
+            raise ConfigError(path, key, "an attribute's name is lower case letters, digits and single _ (starting "
+                                         "with a letter, at most 48 characters)")
+        if name in STAGED_ORDER_COLUMNS:
+            raise ConfigError(path, key, f"{name} is a column the staged orders or lines have already: name the "
+                                         "attribute otherwise")
+        if pg_type not in ATTRIBUTE_TYPES:
+            raise ConfigError(path, key, f"must be one of {', '.join(ATTRIBUTE_TYPES)}, got {pg_type!r}")
+        attributes[name] = pg_type
+    return attributes
+
+
+def parse_features(path: Path, raw: dict[str, Any], attributes: dict[str, str]) -> Features:
     features = mapping(path, raw, "features", {"windows_days", "days_since_last_order_if_none", "exclude_statuses",
                                                "window_end", "define"})
     windows = features.get("windows_days", [7, 30])
@@ -161,7 +187,7 @@ def parse_features(path: Path, raw: dict[str, Any]) -> Features:
                                                        f"(t - W <= order time < t), got {window_end!r}")
     # each definition alone here; their names against every other column: columns.check_names
     return Features(windows_days=sorted(windows), days_since_last_order_if_none=if_none, exclude_statuses=excluded,
-                    window_end=window_end, define=parse_define(path, features.get("define")))
+                    window_end=window_end, define=parse_define(path, features.get("define"), attributes))
 
 
 def parse_labels(path: Path, raw: dict[str, Any]) -> Labels | None:

@@ -26,6 +26,7 @@ class SourceFile:
     quote: str
     model: str | None = None  # the source model's SQL file (None: the default model)
     columns: list[str] | None = None  # the header names to land (None: every column)
+    lines_model: str | None = None  # the SELECT that returns the source's order lines (None: no lines)
 
 
 def project_root(config_path: Path) -> Path:
@@ -52,7 +53,7 @@ def resolve(root: Path, name: str) -> str:
         return str(path.resolve())
 
 
-SOURCE_KEYS = {"name", "paths", "path", "type", "model", "encoding", "delimiter", "quote", "columns"}
+SOURCE_KEYS = {"name", "paths", "path", "type", "model", "lines_model", "encoding", "delimiter", "quote", "columns"}
 
 
 def expand_paths(root: Path, pattern: str) -> list[str]:
@@ -106,13 +107,8 @@ def parse_sources(path: Path, root: Path, sources: Any) -> list[SourceFile]:
                 raise ConfigError(path, f"{key}.{option}", "must be a single character")
         if not isinstance(encoding, str) or not re.fullmatch(r"[A-Za-z0-9_-]+", encoding):
             raise ConfigError(path, f"{key}.encoding", "must be a PostgreSQL encoding name such as UTF8 or LATIN1")
-        model = source.get("model")
-        if model is not None:
-            if not isinstance(model, str) or not model.endswith(".sql"):
-                raise ConfigError(path, f"{key}.model", "must be the path of a source model's .sql file")
-            model = resolve(root, model)
-            if not Path(model).is_file():
-                raise ConfigError(path, f"{key}.model", f"no such file: {model}")
+        model, lines_model = (model_file(path, root, f"{key}.{option}", source.get(option))
+                              for option in ("model", "lines_model"))
         keep = source.get("columns")  # land only these header columns (a file wider than a table may be)
         if keep is not None:
 
@@ -132,19 +128,34 @@ def parse_sources(path: Path, root: Path, sources: Any) -> list[SourceFile]:
             for match in matches:
                 if match not in seen:
                     seen.add(match)
-                    files.append(SourceFile(name, match, encoding, delimiter, quote, model, keep))
+                    files.append(SourceFile(name, match, encoding, delimiter, quote, model, keep, lines_model))
     return files
 
 
-def parse_columns(path: Path, columns: Any) -> dict[str, str | None]:
+def model_file(path: Path, root: Path, key: str, model: Any) -> str | None:
+    """A source's model (or lines model) file, checked to exist; None when not given."""
+    if model is None:
+        return None
+    if not isinstance(model, str) or not model.endswith(".sql"):
+        raise ConfigError(path, key, "must be the path of a source model's .sql file")
+    model = resolve(root, model)
+    if not Path(model).is_file():
+        raise ConfigError(path, key, f"no such file: {model}")
+    return model
+
+
+def parse_columns(path: Path, columns: Any, attributes: dict[str, str] | None = None) -> dict[str, str | None]:
+    """canonical column -> source column, for the default model; staging.attributes map
+    the same way (each defaults to a source column of its own name)."""
     columns = columns or {}
     if not isinstance(columns, dict):
         raise ConfigError(path, "columns", "must map canonical columns to source columns")
-    unknown = sorted(set(columns) - set(CANONICAL_COLUMNS))
+    known = {**CANONICAL_COLUMNS, **{name: True for name in attributes or {}}}
+    unknown = sorted(set(columns) - set(known))
     if unknown:
-        raise ConfigError(path, f"columns.{unknown[0]}", f"unknown canonical column (known: {', '.join(CANONICAL_COLUMNS)})")
+        raise ConfigError(path, f"columns.{unknown[0]}", f"unknown canonical column (known: {', '.join(known)})")
     mapped: dict[str, str | None] = {}
-    for canonical, required in CANONICAL_COLUMNS.items():
+    for canonical, required in known.items():
         source = columns.get(canonical, canonical)
         if source is None and required:
             raise ConfigError(path, f"columns.{canonical}", "is required: name the source column")

@@ -109,7 +109,7 @@ def stage_migrate(run: Run, stage: Stage) -> None:
     # from here on the session runs as the loader: no stage can change the raw layer
     roles.become_loader(run.conn)
     # before any data work: every source model returns the canonical columns and types
-    models.check_contract(run.conn, run.context["models"])
+    models.check_contract(run.conn, run.context["models"], run.config.staging.attributes)
     run.plan = versions.plan(run.conn, run.batch_file_sha256s, versions.definition_sha256(run.config),
                              run.full_refresh)
     versions.describe(run.plan, log)
@@ -329,7 +329,7 @@ def describe_sources(config: PipelineConfig, reread: bool = True) -> list[dict[s
     """Every named file, hashed, with its header and its source's model (a local file that
     did not change since a run described it is not read again unless ``reread``)."""
     described = cache.describe_all(config.files, sources_mod.describe_source, use_cache=not reread)
-    return [{**d, "model": f.model} for d, f in zip(described, config.files)]
+    return [{**d, "model": f.model, "lines_model": f.lines_model} for d, f in zip(described, config.files)]
 
 
 def finish_run(run: Run, report: dict[str, Any], code: int) -> None:

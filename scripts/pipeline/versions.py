@@ -78,13 +78,14 @@ def definition_sha256(config: Any) -> str:
     check, but not which files the sources name: a daily run names one more) and the SQL as
     written (the templates, not their rendering, which names the files of the batch)."""
     settings = {
-        "sources": sorted({(f.source_name, f.model, f.encoding, f.delimiter, f.quote, tuple(f.columns or ()))
-                           for f in config.files}, key=str),
+        "sources": sorted({(f.source_name, f.model, f.encoding, f.delimiter, f.quote, tuple(f.columns or ()),
+                            f.lines_model) for f in config.files}, key=str),
         **{key: as_dict(getattr(config, key)) for key in ("staging", "features", "splits", "labels", "validation",
                                                           "retention")},
         "columns": config.columns, "checks": config.checks,
     }
-    files = sorted(SQL_DIR.rglob("*.sql")) + sorted({Path(f.model) for f in config.files if f.model})
+    files = sorted(SQL_DIR.rglob("*.sql")) + sorted({Path(m) for f in config.files for m in (f.model, f.lines_model)
+                                                     if m})
     sql = {str(path): hashlib.sha256(path.read_bytes()).hexdigest() for path in files}
     return sha256_text(json.dumps({"config": settings, "sql": sql}, sort_keys=True, default=str))
 

@@ -4,7 +4,7 @@
 -- after the migrations, as the user the runner connects as.
 -- grain: none (distribution of existing tables)
 -- requires: the migrations (sql/migrations/), the citus extension in the database
--- writes: stg.orders, raw.raw_events, meta.dataset_split_history
+-- writes: stg.orders, raw.raw_events, meta.dataset_split_history, stg.order_lines
 -- The feature and label histories (V017) are distributed by their stages once their value
 -- columns are added (50_features/050, 55_labels/055), and the scratch tables where they
 -- are created (sql/macros/distribution.sql).
@@ -48,4 +48,11 @@ SELECT set_config('citus.enable_unsafe_triggers', 'on', TRUE);
 {{ dist.distribute('raw.raw_events', 'event_id', anchor=true) }}
 
 {{ dist.distribute('meta.dataset_split_history', 'customer_id') }}
+
+-- Citus draws an identity column's values with nextval() itself, which needs USAGE on its
+-- sequence (one server needs only INSERT on the table): the loader quarantines records.
+GRANT USAGE ON SEQUENCE meta.quarantine_quarantine_id_seq TO raw_to_ready_loader;
+
+-- the lines of the staged orders lie with their orders (V018: keyed by customer_key)
+{{ dist.distribute('stg.order_lines', 'customer_key') }}
 {%- endif %}

@@ -1,5 +1,6 @@
 {%- import 'macros/versions.sql' as versions -%}
 {%- import 'macros/distribution.sql' as dist with context -%}
+{%- import 'macros/sources.sql' as sources -%}
 -- Runs every source's model over its batch and keeps the orders they produce in
 -- stg.model_orders, for the order-level checks (038) and the merge into stg.orders (040).
 -- grain: one row per order a source model produced in this run
@@ -43,7 +44,8 @@ SELECT
     m.status::text AS status,
     m.source_event_id::bigint AS source_event_id,
     m.file_sha256::text COLLATE "C" AS file_sha256,  -- noqa: RF01, RF03
-    m.line_number::bigint AS line_number,
+    -- then staging.attributes, each of its type
+    m.line_number::bigint AS line_number{{ sources.attribute_list(staging, 'm', cast=true) }},
     current_setting('raw_to_ready.run_id')::text AS run_id,
     -- stg.orders' customer_key (V016): the customer, or the order when it has none
     coalesce(m.customer_id::text, m.order_id::text, '') COLLATE "C" AS customer_key  -- noqa: RF01, RF03

@@ -1,5 +1,7 @@
 {%- import 'macros/bulk_load.sql' as bulk with context -%}
 {%- import 'macros/versions.sql' as versions with context -%}
+{%- import 'macros/entities.sql' as entities with context -%}
+{%- import 'macros/sources.sql' as sources -%}
 -- Merges the orders the source models produced (stg.model_orders, checked by
 -- 37_model/038) into stg.orders: adds new orders, updates changed ones, removes those no
 -- named file holds; an unchanged order is left as it is. 041 logs what changed for the
@@ -17,6 +19,13 @@
 -- are those of the removed files that no new file holds (a removed file holds only its
 -- own orders: V012, scripts/pipeline/versions.py).
 SELECT meta.set_run_setting('work_mem', '512MB');
+{%- if staging.attributes %}
+
+-- staging.attributes: the typed columns the models return beside the order's (a new one is
+-- added, NULL for the orders staged before; a changed type is refused)
+{{ versions.ensure_columns('stg.orders', staging.attributes.items() | list,
+    hint='give the attribute a new name (or run against a new database)') }}
+{%- endif %}
 -- Incremental: the orders of the removed files are about to leave or change, so each of
 -- their customers must be recomputed from the earliest of them (041 adds the new side).
 -- Logged before they change, and kept until the version is published.
@@ -32,6 +41,7 @@ WHERE
     AND o.file_sha256 = ANY({{ versions.removed_files() }})
     AND o.customer_id IS NOT NULL
 GROUP BY o.customer_id;
+{{ entities.changes('stg.orders', 'o.file_sha256 = ANY(' ~ versions.removed_files() ~ ')') }}
 
 -- Incremental: the removed files' orders that no new file holds leave staging.
 -- rows: orders removed
@@ -74,22 +84,22 @@ SET
     status = b.status,
     source_event_id = b.source_event_id,
     file_sha256 = b.file_sha256,
-    line_number = b.line_number,
+    line_number = b.line_number{{ sources.attribute_list(staging, 'b', assign=true) }},
     staged_run_id = current_setting('raw_to_ready.run_id'),
     staged_at = transaction_timestamp()
 FROM stg.model_orders AS b
 WHERE
     o.customer_key = b.customer_key
     AND o.order_id = b.order_id
-    AND (o.customer_id, o.order_at, o.amount, o.status, o.source_event_id)
-    IS DISTINCT FROM (b.customer_id, b.order_at, b.amount, b.status, b.source_event_id);
+    AND (o.customer_id, o.order_at, o.amount, o.status, o.source_event_id{{ sources.attribute_list(staging, 'o') }})
+    IS DISTINCT FROM (b.customer_id, b.order_at, b.amount, b.status, b.source_event_id{{ sources.attribute_list(staging, 'b') }});
 
 -- A first load builds the secondary indexes after the rows (sql/macros/bulk_load.sql).
 {% call bulk.bulk_load('stg.orders') -%}
 -- rows: orders added
 INSERT INTO stg.orders (
     order_id, customer_id, customer_key, order_at, amount, status,
-    source_event_id, file_sha256, line_number, staged_run_id, staged_at
+    source_event_id, file_sha256, line_number, staged_run_id, staged_at{{ sources.attribute_list(staging) }}
 )
 SELECT
     b.order_id,
@@ -102,7 +112,7 @@ SELECT
     b.file_sha256,
     b.line_number,
     current_setting('raw_to_ready.run_id') AS staged_run_id,
-    transaction_timestamp() AS staged_at
+    transaction_timestamp() AS staged_at{{ sources.attribute_list(staging, 'b') }}
 FROM stg.model_orders AS b
 WHERE NOT EXISTS (
         SELECT 1

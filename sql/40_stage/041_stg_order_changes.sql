@@ -1,4 +1,5 @@
 {%- import 'macros/versions.sql' as versions -%}
+{%- import 'macros/entities.sql' as entities with context -%}
 -- Staging's bookkeeping for incremental runs: what the derived layers must catch up with
 -- (stg.order_changes) and which files stg.orders now holds (stg.staged_files).
 -- grain: stg.order_changes one row per changed customer per version (one NULL-customer
@@ -29,6 +30,7 @@ SELECT
 FROM stg.model_orders AS b
 WHERE NOT {{ versions.full_refresh() }} AND b.customer_id IS NOT NULL
 GROUP BY b.customer_id;
+{{ entities.changes('stg.model_orders', 'TRUE') }}
 
 -- The files whose orders stg.orders now holds, and under which definition.
 DELETE FROM stg.staged_files AS s

@@ -2,15 +2,20 @@
 {%- import 'macros/versions.sql' as versions with context -%}
 {%- import 'macros/distribution.sql' as dist with context -%}
 {%- import 'macros/defined.sql' as define with context -%}
+{%- import 'macros/window_pass.sql' as pass with context -%}
+{%- import 'macros/entities.sql' as entities with context -%}
+{%- import 'macros/sources.sql' as sources -%}
 -- Brings the point-in-time customer features up to date with stg.orders, as rows of the
 -- version this run writes (published by 70_registry/070; readers see feats.customer_features).
 -- grain: one row per (customer_id, feature_time), feature_time being an instant at which
 --        the customer ordered; orders at the same instant share one row
 -- requires: 40_stage/040_stg_orders.sql, 40_stage/041_stg_order_changes.sql (stg.orders,
 --           stg.order_changes), V017__create_feature_and_label_history.sql
--- writes: feats.customer_feature_history, work.feature_scope, work.feature_rows
+-- writes: feats.customer_feature_history, work.feature_scope, work.feature_rows,
+--         work.entity_feature_rows
 -- features.define: one window pass of sql/macros/defined.sql computes the built-ins and
--- the defined columns together (below)
+-- the defined columns together (below), after one pass per entity other than the customer
+-- (sql/macros/entities.sql)
 -- settings: raw_to_ready.full_refresh, raw_to_ready.version_number,
 --           raw_to_ready.published_version (sql/macros/versions.sql)
 -- Definitions (customer c, feature_time t, over c's staged orders that count: every
@@ -50,6 +55,10 @@ GROUP BY c.customer_id
 ALTER TABLE work.feature_scope ADD PRIMARY KEY (customer_id);
 
 ANALYZE work.feature_scope;
+
+-- features.define's entities other than the customer: per entity value and instant
+-- (sql/macros/entities.sql; without one the table is made empty)
+{{ entities.feature_rows() }}
 
 {%- if not defined.any %}
 
@@ -124,11 +133,11 @@ ANALYZE work.feature_rows;
 -- history for a lifetime window), rows for the counted instants only.
 {% call dist.scratch_table('work.feature_rows', 'customer_id', rows='the feature rows computed') -%}
 WITH defined_orders AS (
-    SELECT a.customer_key AS customer_id, a.order_id, a.order_at, a.amount, a.status
+    SELECT a.customer_key AS partition__, a.customer_id, a.customer_key, a.order_id, a.order_at, a.amount, a.status{{ sources.attribute_list(staging, 'a') }}
     FROM stg.orders AS a
     WHERE {{ versions.full_refresh() }} AND a.customer_id IS NOT NULL
     UNION ALL
-    SELECT a.customer_key AS customer_id, a.order_id, a.order_at, a.amount, a.status
+    SELECT a.customer_key AS partition__, a.customer_id, a.customer_key, a.order_id, a.order_at, a.amount, a.status{{ sources.attribute_list(staging, 'a') }}
     FROM work.feature_scope AS s
     {%- if defined.lookback_hours is not none %}
     CROSS JOIN LATERAL (
@@ -147,12 +156,19 @@ WITH defined_orders AS (
             )
             {%- endif %}
 ),
+{%- if defined.lines %}
 
-{{ define.window_pass(defined, features, 'defined_orders') }},
+-- the lines of those orders, for the definitions over lines
+defined_lines AS (
+    {{ pass.pass_lines('defined_orders') }}
+),
+{%- endif %}
+
+{{ pass.window_pass(defined, features, 'defined_orders', 'defined_lines') }},
 
 feature_values AS (
     SELECT
-        w.customer_id,
+        w.partition__ AS customer_id,
         w.feature_time,
         {%- for window in feature_windows %}
         w.{{ window.orders | ident }},
@@ -161,7 +177,15 @@ feature_values AS (
         w.{{ days_since_column | ident }},
         {{- define.row_values(defined) }}
     FROM defined_windowed AS w
-    LEFT JOIN work.feature_scope AS s ON w.customer_id = s.customer_id
+    LEFT JOIN work.feature_scope AS s ON w.partition__ = s.customer_id
+    {%- for entity in defined.entities %}
+    -- the row's {{ entity.entity }}: its order's (sql/macros/entities.sql)
+    LEFT JOIN work.entity_feature_rows AS {{ ('e_' ~ entity.entity) | ident }}
+        ON
+            {{ ('e_' ~ entity.entity) | ident }}.entity = {{ entity.entity | literal }}
+            AND w.{{ ('entity__' ~ entity.entity) | ident }} = {{ ('e_' ~ entity.entity) | ident }}.entity_value
+            AND w.feature_time = {{ ('e_' ~ entity.entity) | ident }}.feature_time
+    {%- endfor %}
     WHERE w.spine__ AND ({{ versions.full_refresh() }} OR w.feature_time >= s.from_at)
 )
 

@@ -95,22 +95,40 @@ BEGIN
             ON o.customer_key = e.customer_id AND o.customer_id = e.customer_id AND o.order_at < e.as_of
         WHERE {{ counted.counts('o', features) }}
         GROUP BY e.entity_number
-    ){% if defined.aggregates %},
+    )
+    {%- for entity in defined.entities %},
 
-    d AS (
-        -- features.define (sql/macros/defined.sql): every order of the entity the
-        -- definitions may read
-        SELECT
+    -- the entity value of each entity: its latest counted order's (sql/macros/defined_as_of.sql)
+    {{ ('v_' ~ entity.entity) | ident }} AS (
+        SELECT DISTINCT ON (e.entity_number)
             e.entity_number,
-            {{- define.as_of_aggregates(defined, features) }}
+            o.{{ entity.entity | ident }} AS entity_value
         FROM e
         INNER JOIN stg.orders AS o
+            ON o.customer_key = e.customer_id AND o.customer_id = e.customer_id AND o.order_at <= e.as_of
+        WHERE {{ counted.counts('o', features) }}
+        ORDER BY e.entity_number ASC, o.order_at DESC, o.order_id DESC
+    )
+    {%- endfor %}
+    {%- for g in defined.as_of_groups %},
+
+    -- features.define (sql/macros/defined_as_of.sql): {{ g.source }} of the {{ g.entity or 'customer' }}
+    {{ g.alias }} AS (
+        SELECT
+            e.entity_number,
+            {{- define.as_of_aggregates(g, features) }}
+        FROM e
+        {%- if g.entity %}
+        INNER JOIN {{ ('v_' ~ g.entity) | ident }} ON e.entity_number = {{ ('v_' ~ g.entity) | ident }}.entity_number
+        LEFT JOIN {{ define.as_of_rows(g) }}
+        {%- else %}
+        INNER JOIN {{ define.as_of_rows(g) }}
+        {%- endif %}
             ON
-                o.customer_key = e.customer_id AND o.customer_id = e.customer_id
-                AND o.order_at <= e.as_of
-                {{- define.as_of_lookback(defined) }}
+                {{ define.as_of_where(g) }}
         GROUP BY e.entity_number, e.as_of
-    ){% endif %}
+    )
+    {%- endfor %}
 
     {% if defined.any -%}
     -- features.define's ratios divide the finished columns of the row r below
@@ -133,9 +151,9 @@ BEGIN
     FROM e
     LEFT JOIN w ON e.entity_number = w.entity_number
     LEFT JOIN p ON e.entity_number = p.entity_number
-    {%- if defined.aggregates %}
-    LEFT JOIN d ON e.entity_number = d.entity_number
-    {%- endif %}
+    {%- for g in defined.as_of_groups %}
+    LEFT JOIN {{ g.alias }} ON e.entity_number = {{ g.alias }}.entity_number
+    {%- endfor %}
     {%- if defined.any %}
     ) AS r
     {%- endif %};
@@ -193,19 +211,24 @@ BEGIN ATOMIC
         ORDER BY o.order_at DESC
         LIMIT 1
     ) AS p ON TRUE
-    {%- if defined.aggregates %}
-    -- features.define (sql/macros/defined.sql): every order of the entity the definitions
-    -- may read
+    {%- for entity in defined.entities %}
+    -- the entity value of {{ entity.entity }}: the latest counted order's (sql/macros/defined_as_of.sql)
+    LEFT JOIN LATERAL {{ define.as_of_entity_value(entity.entity, features) }} ON TRUE
+    {%- endfor %}
+    {%- for g in defined.as_of_groups %}
+    -- features.define (sql/macros/defined_as_of.sql): {{ g.source }} of the {{ g.entity or 'customer' }}
     LEFT JOIN LATERAL (  -- noqa: ST05
         SELECT
-            {{- define.as_of_aggregates(defined, features) }}
-        FROM stg.orders AS o
+            {{- define.as_of_aggregates(g, features) }}
+        FROM {{ define.as_of_rows(g) }}
         WHERE
-            o.customer_id = e.customer_id
-            AND o.order_at <= e.as_of
-            {{- define.as_of_lookback(defined) }}
-    ) AS d ON TRUE
-    {%- endif %}
+            {{ define.as_of_where(g) }}
+        {%- if g.entity %}
+        -- no value, no row: the entity's columns are NULL
+        HAVING {{ ('v_' ~ g.entity) | ident }}.entity_value IS NOT NULL
+        {%- endif %}
+    ) AS {{ g.alias }} ON TRUE
+    {%- endfor %}
     {%- if defined.any %}
     ) AS r
     {%- endif %};

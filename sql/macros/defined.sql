@@ -1,13 +1,14 @@
 {#-
   The features a user declares (features.define; scripts/config/defined.py parses them and
   plans the columns, docs/features.md gives the semantics). Two formulations of the same
-  definitions, written here once each:
-    - the window pass (50_features/050): per customer and order instant, partial
-      aggregates of the instant's orders, then window aggregates over the instants, one
-      frame per (span, end); exact distinct counts by a running total of +1 where an item
-      enters the window and -1 just after it leaves;
+  definitions, each written once:
+    - the window pass (50_features/050, sql/macros/window_pass.sql): per customer (or
+      entity value) and order instant, the partial aggregates of the instant's orders or
+      lines (instant_partials, here), then each column over its frame (window_value, here);
+      exact distinct counts from the islands of each item's occurrences;
     - the point-in-time retrieval (50_features/052, sql/macros/defined_as_of.sql): plain
-      aggregates of one entity's orders as of an instant, with FILTERs for each window.
+      aggregates of one customer's (or entity value's) rows as of an instant, with FILTERs
+      for each window.
   A window is [t - W, t] (features.window_end: inclusive) or [t - W, t) (exclusive), W in
   exact hours (the session runs in UTC); lifetime is everything up to t (or before t);
   orders at one instant are peers; time_since_* look strictly before t. `defined` is the
@@ -41,10 +42,10 @@ RANGE BETWEEN INTERVAL {{ (f.hours ~ ' hours') | literal }} PRECEDING AND
 {%- endif -%}
 {%- endmacro -%}
 
-{#- Window pass, step 1: the partial aggregates of each instant's orders (alias o), as
-    select-list items named <definition>__<part>. -#}
-{%- macro instant_partials(defined, features) -%}
-{%- for d in defined.columns | map(attribute='d') | unique(attribute='name') if not d.ratio and d.agg != 'count_distinct' %}
+{#- Window pass, step 1: the partial aggregates of each instant's orders or lines (alias o,
+    the definitions of `source`), as select-list items named <definition>__<part>. -#}
+{%- macro instant_partials(p, features, source) -%}
+{%- for d in p.pass_columns | map(attribute='d') | unique(attribute='name') if d.source == source and d.agg != 'count_distinct' %}
 {%- set value = 'o.' ~ (d.column | ident) if d.column else none %}
 {%- set sel = selects(d, 'o', features) %}
 {%- if d.agg == 'count' %}
@@ -55,8 +56,9 @@ RANGE BETWEEN INTERVAL {{ (f.hours ~ ' hours') | literal }} PRECEDING AND
 {%- elif d.agg in ('min', 'max') %}
         {{ d.agg }}({{ value }}) FILTER (WHERE {{ sel }}) AS {{ (d.name ~ '__' ~ d.agg) | ident }},
 {%- elif d.agg in ('first', 'last') %}
-        -- at one instant, the {{ d.agg }} order by order id
-        (array_agg({{ value }} ORDER BY o.order_id{{ ' DESC' if d.agg == 'last' }})
+        -- at one instant, the {{ d.agg }} order by order id (and line by number)
+        {%- set desc = ' DESC' if d.agg == 'last' else '' %}
+        (array_agg({{ value }} ORDER BY o.order_id{{ desc }}{{ (', o.line_number' ~ desc) if source == 'lines' }})
             FILTER (WHERE {{ sel }} AND {{ value }} IS NOT NULL))[1] AS {{ (d.name ~ '__' ~ d.agg) | ident }},
 {%- else %}
         coalesce(bool_or({{ sel }}), FALSE) AS {{ (d.name ~ '__any') | ident }},
@@ -71,13 +73,13 @@ RANGE BETWEEN INTERVAL {{ (f.hours ~ ' hours') | literal }} PRECEDING AND
 {%- set part = (d.name ~ '__') %}
 {%- if d.agg == 'count' -%}
 (coalesce(sum({{ (part ~ 'n') | ident }}) OVER {{ c.frame | ident }}, 0)
-            {%- if c.plus_current %} + {{ (part ~ 'n') | ident }}{% endif %})::bigint
+            {%- if c.plus_current %} + coalesce({{ (part ~ 'n') | ident }}, 0){% endif %})::bigint
 {%- elif d.agg == 'sum' -%}
 coalesce(sum({{ (part ~ 'sum') | ident }}) OVER {{ c.frame | ident }}, 0)
             {%- if c.plus_current %} + coalesce({{ (part ~ 'sum') | ident }}, 0){% endif %}
 {%- elif d.agg == 'avg' and c.plus_current -%}
 (coalesce(sum({{ (part ~ 'sum') | ident }}) OVER {{ c.frame | ident }}, 0) + coalesce({{ (part ~ 'sum') | ident }}, 0))
-            / nullif(coalesce(sum({{ (part ~ 'n') | ident }}) OVER {{ c.frame | ident }}, 0) + {{ (part ~ 'n') | ident }}, 0)
+            / nullif(coalesce(sum({{ (part ~ 'n') | ident }}) OVER {{ c.frame | ident }}, 0) + coalesce({{ (part ~ 'n') | ident }}, 0), 0)
 {%- elif d.agg == 'avg' -%}
 sum({{ (part ~ 'sum') | ident }}) OVER {{ c.frame | ident }} / nullif(sum({{ (part ~ 'n') | ident }}) OVER {{ c.frame | ident }}, 0)
 {%- elif d.agg in ('min', 'max') -%}
@@ -120,117 +122,12 @@ floor(extract(EPOCH FROM i.feature_time - {% if bounded -%}
 {%- endif -%}
 {%- endmacro -%}
 
-{#- The CTEs of the window pass over `orders_cte` (customer_id, order_id, order_at, amount,
-    status: every order the definitions may read), ending in defined_rows: one row per
-    customer and instant of a counted order (spine__), with every defined column but the
-    ratios. -#}
-{%- macro window_pass(defined, features, orders_cte) -%}
-{%- if defined.distinct %}
-{{ distinct_flags(defined, features, orders_cte) }},
-
-{% endif -%}
-defined_instants AS (
-    SELECT
-        o.customer_id,
-        o.order_at AS feature_time,
-        -- the built-ins' partials: the counted orders and their amounts
-        count(*) FILTER (WHERE {{ counted.counts('o', features) }}) AS builtin__n,
-        sum(o.amount) FILTER (WHERE {{ counted.counts('o', features) }}) AS builtin__sum,
-        {{- instant_partials(defined, features) }}
-        coalesce(bool_or({{ counted.counts('o', features) }}), FALSE) AS spine__
-    FROM {{ orders_cte }} AS o
-    GROUP BY o.customer_id, o.order_at
-),
-
-defined_windowed AS (
-    SELECT
-        i.customer_id,
-        i.feature_time,
-        -- the built-ins, as 50_features/050 defines them without features.define
-        {%- for window in feature_windows %}
-        coalesce(sum(i.builtin__n) OVER {{ defined.builtin_frames[window.days] | ident }}, 0)::bigint
-            AS {{ window.orders | ident }},
-        coalesce(sum(i.builtin__sum) OVER {{ defined.builtin_frames[window.days] | ident }}, 0)
-            AS {{ window.revenue | ident }},
-        {%- endfor %}
-        coalesce(
-            floor(extract(EPOCH FROM i.feature_time - max(CASE WHEN i.spine__ THEN i.feature_time END)
-                OVER "lifetime_exclusive") / 86400)::integer,
-            {{ features.days_since_last_order_if_none | literal }}::integer
-        ) AS {{ days_since_column | ident }},
-        {%- for c in defined.columns if not c.d.ratio %}
-        {{ window_value(c) }} AS {{ c.name | ident }},
-        {%- endfor %}
-        i.spine__
-    FROM defined_instants AS i
-    {%- if defined.distinct %}
-    LEFT JOIN distinct_flags AS f ON i.customer_id = f.customer_id AND i.feature_time = f.feature_time
-    {%- endif %}
-    WINDOW
-    {%- for name, f in defined.frames | dictsort %}
-    {{ name | ident }} AS (PARTITION BY i.customer_id ORDER BY i.feature_time {{ frame(f) }}){{ ',' if not loop.last }}
-    {%- endfor %}
-)
-{%- endmacro -%}
-
-{#- Exact distinct counts over sliding windows (PostgreSQL has no count(DISTINCT) OVER). Per
-    customer and item, the windows of the item's occurrences merge into islands: [a, b + W]
-    from the island's first occurrence a to its last b (an occurrence within W of the
-    previous one continues its island). At t the item is in the window iff an island has
-    a <= t <= b + W (exclusive: a < t <= b + W), so the distinct count is the islands
-    started by t less those whose last occurrence is before t - W: two running sums over the
-    instants, of the flags counted here per customer and instant. Lifetime: an island per
-    item, from its first occurrence, never ending. -#}
-{%- macro distinct_flags(defined, features, orders_cte) -%}
-{%- for d in defined.distinct_definitions %}
-{{ (d.name ~ '__steps') | ident }} AS (
-    SELECT
-        customer_id,
-        order_at,
-        lag(order_at) OVER item AS previous_at,
-        lead(order_at) OVER item AS next_at
-    FROM (
-        SELECT DISTINCT
-            o.customer_id,
-            o.order_at,
-            o.{{ d.column | ident }} AS item
-        FROM {{ orders_cte }} AS o
-        WHERE {{ selects(d, 'o', features) }} AND o.{{ d.column | ident }} IS NOT NULL
-    ) AS occurrences
-    WINDOW item AS (PARTITION BY customer_id, item ORDER BY order_at)
-),
-
-{% endfor -%}
-distinct_flags AS (
-    SELECT
-        customer_id,
-        order_at AS feature_time,
-        {%- for x in defined.distinct %}
-        count(*) FILTER (WHERE definition = {{ x.d.name | literal }} AND (previous_at IS NULL
-            {%- if x.window.hours is not none %}
-            OR order_at > previous_at + INTERVAL {{ (x.window.hours ~ ' hours') | literal }}
-            {%- endif %})) AS {{ (x.name ~ '__starts') | ident }},
-        count(*) FILTER (WHERE definition = {{ x.d.name | literal }}
-            {%- if x.window.hours is not none %} AND (next_at IS NULL
-            OR next_at > order_at + INTERVAL {{ (x.window.hours ~ ' hours') | literal }})
-            {%- else %} AND FALSE{% endif %}) AS {{ (x.name ~ '__lasts') | ident }}{{ ',' if not loop.last }}
-        {%- endfor %}
-    FROM (
-        {%- for d in defined.distinct_definitions %}
-        SELECT {{ d.name | literal }} AS definition, customer_id, order_at, previous_at, next_at
-        FROM {{ (d.name ~ '__steps') | ident }}
-        {{- '\n        UNION ALL' if not loop.last }}
-        {%- endfor %}
-    ) AS steps
-    GROUP BY customer_id, order_at
-)
-{%- endmacro -%}
-
-{#- The defined columns of a row of defined_windowed `w`, ratios
-    left out (they divide finished columns: ratio_value). -#}
+{#- The defined columns of a row of the customer's defined_windowed `w` (an entity's from its
+    row of work.entity_feature_rows, joined as "e_<entity>"), ratios left out (they divide
+    finished columns: ratio_value). -#}
 {%- macro row_values(defined) -%}
 {%- for c in defined.columns if not c.d.ratio %}
-    w.{{ c.name | ident }}{{ ',' if not loop.last }}
+    {% if c.d.entity %}{{ ('e_' ~ c.d.entity) | ident }}{% else %}w{% endif %}.{{ c.name | ident }}{{ ',' if not loop.last }}
 {%- endfor %}
 {%- endmacro -%}
 

@@ -4,6 +4,7 @@
   model's `source_events` (use it as `FROM {{ source_events }} AS e`).
 -#}
 {%- import 'macros/versions.sql' as versions -%}
+{%- import 'macros/rules.sql' as rules -%}
 {%- macro source_events(file_sha256s) -%}
 (
     SELECT
@@ -30,4 +31,26 @@
             WHERE q.run_id = current_setting('raw_to_ready.run_id')
         )
 )
+{%- endmacro -%}
+
+{#- staging.attributes for a list: ", a.country, a.channel" of the row `alias` (none: the bare
+    names); with `cast`, each cast to its type and named (", a.country::text AS country"); with
+    `assign`, set from the row (", country = a.country"). One macro for every such list, so
+    that each has them in the config's order. -#}
+{%- macro attribute_list(staging, alias=none, cast=false, assign=false) -%}
+{%- for name in staging.attributes -%}
+, {% if assign %}{{ name | ident }} = {% endif %}{% if alias %}{{ alias }}.{% endif %}{{ name | ident }}
+{%- if cast %}::{{ staging.attributes[name] }} AS {{ name | ident }}{% endif %}
+{%- endfor -%}
+{%- endmacro -%}
+
+
+{#- The default model's reads of staging.attributes from the record `payload`: each from its
+    source column (columns:, by default its own name), trimmed, empty as NULL, cast to its
+    type; as select-list items ending in a comma. -#}
+{%- macro attribute_reads(staging, columns, payload) -%}
+{%- for name in staging.attributes %}
+        nullif({{ rules.trimmed(payload ~ ' ->> ' ~ (columns[name] | literal)) }}, '')::{{ staging.attributes[name] }}
+        AS {{ name | ident }},
+{%- endfor -%}
 {%- endmacro -%}

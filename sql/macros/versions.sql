@@ -141,7 +141,7 @@ WHERE NOT EXISTS (
     earlier versions have NULL there); refuse one whose type changed (a feature redefined
     under its old name, from a count to an average, say). ALTER only when one is missing: an ALTER TABLE would
     lock out readers of the published versions for the rest of the transaction. -#}
-{%- macro ensure_columns(table, columns) %}
+{%- macro ensure_columns(table, columns, hint='give the feature a new name (or run against a new database)') %}
 DO $columns$
 BEGIN
 {%- for name, type in columns %}
@@ -164,7 +164,7 @@ BEGIN
             (SELECT format_type(a.atttypid, a.atttypmod) FROM pg_attribute AS a
              WHERE a.attrelid = {{ table | literal }}::regclass AND a.attname = {{ name | literal }}),
             {{ type | literal }}::regtype
-            USING HINT = 'give the feature a new name (or run against a new database)';
+            USING HINT = {{ hint | literal }};
     END IF;
 {%- endfor %}
 END

@@ -1,4 +1,5 @@
 {%- import 'macros/rules.sql' as rules -%}
+{%- import 'macros/sources.sql' as sources -%}
 -- The default source model: one record per order, the canonical columns mapped from the
 -- source's columns by the config (columns:). Exact repeats of a record collapse; with
 -- unique relaxed, the record latest in the batch wins.
@@ -6,7 +7,8 @@
 -- requires: the source's raw events (source_events: its files in this run, quarantined
 --           records left out); the record-level checks passed
 -- A source model is a SELECT producing order_id, customer_id, order_at, amount, status
--- and the lineage of the order's record: source_event_id, file_sha256, line_number.
+-- and the lineage of the order's record: source_event_id, file_sha256, line_number; then
+-- staging.attributes, each read from its source column (columns:) as its type.
 WITH typed_orders AS (
     SELECT
         -- ids compare byte-wise (the "C" collation): faster sorts, no locale surprises;
@@ -27,6 +29,7 @@ WITH typed_orders AS (
         {%- else %}
         NULL::text AS status,
         {%- endif %}
+        {{- sources.attribute_reads(staging, columns, 'e.payload') }}
         e.event_id AS source_event_id,
         e.file_sha256,
         e.line_number,
@@ -47,6 +50,6 @@ SELECT DISTINCT ON (t.order_id)
     t.status,
     t.source_event_id,
     t.file_sha256,
-    t.line_number
+    t.line_number{{ sources.attribute_list(staging, 't') }}
 FROM typed_orders AS t
 ORDER BY t.order_id ASC, t.file_position DESC, t.record_number DESC

@@ -7,7 +7,12 @@ before the restructure into subpackages, per-stage sql/ folders and macros) and 
 after it, when the only differences were bookkeeping, none of them published data: one more
 migration (V017: meta.schema_migrations, the migrate stage's count, and the history tables now
 exist, empty, in a run stopped before the features), and the registry stage's count (the
-version it registers, 1, rather than its largest statement's rows):
+version it registers, 1, rather than its largest statement's rows). It was recorded again
+when staging gained order lines and attributes: for the sample, dirty and daily scenarios one
+more migration (V018: meta.schema_migrations, the migrate stage's count) and two new tables,
+empty (stg.order_lines, stg.model_lines), their feature, label and split rows unchanged; the
+UCI scenario's content changed on purpose (its config now stages lines and the invoice's
+country, and defines features over them):
   - sample: configs/pipeline.yaml on data/raw/orders.csv;
   - dirty: configs/pipeline_dirty.yaml (the gate fails on purpose, exit 1): every check of the
     JSON report (ids, statuses, counts, percents, messages, samples), meta.validation_failures;

@@ -46,6 +46,7 @@ CHECK_ID = "non_null.CustomerID"
 BUNDLED_CONFIG = REPO_ROOT / "configs" / "uci_online_retail.yaml"
 BUNDLED_DIR = REPO_ROOT / "data" / "uci_online_retail"
 MODEL = REPO_ROOT / "sql" / "sources" / "uci_online_retail.sql"
+LINES_MODEL = REPO_ROOT / "sql" / "sources" / "uci_online_retail_lines.sql"
 EXPECTATIONS = REPO_ROOT / "configs" / "uci_online_retail_expectations.yaml"
 
 
@@ -76,6 +77,11 @@ class ExpectedOrder:
     amount: Decimal
     order_at: dt.datetime
     lines: list[Line] = field(default_factory=list)  # kept lines, repeat copies included
+    unique_lines: list[Line] = field(default_factory=list)  # exact repeats collapsed: the staged lines
+
+    @property
+    def country(self) -> str:  # staging.attributes: the invoice's first line's
+        return self.lines[0].get("Country").strip()
 
 
 @dataclass
@@ -140,6 +146,7 @@ def compute_expected(files: list[Path]) -> Expected:
             amount=total.quantize(CENT, rounding=ROUND_HALF_UP),  # ROUND_HALF_UP: half away from zero
             order_at=min(london_to_utc(line.get("InvoiceDate")) for line in unique_lines),
             lines=sorted(kept_lines[invoice], key=lambda line: line.position),
+            unique_lines=unique_lines,
         )
     return Expected(records, quarantined, orders, dedup_changes)
 
@@ -172,10 +179,17 @@ def brute_force_defined(orders: dict[str, ExpectedOrder]) -> dict[tuple[str, dt.
     cancelled: dict[str, list[ExpectedOrder]] = defaultdict(list)
     for order in orders.values():
         (completed if order.status == "completed" else cancelled)[order.customer_id].append(order)
+    by_country: dict[str, list[ExpectedOrder]] = defaultdict(list)
+    for mine in completed.values():
+        for order in mine:
+            by_country[order.country].append(order)
     rows: dict[tuple[str, dt.datetime], dict[str, Any]] = {}
     for customer, mine in completed.items():
         for t in {o.order_at for o in mine}:
             month = [o.amount for o in mine if t - 30 * DAY <= o.order_at <= t]
+            month_lines = [line for o in mine if t - 30 * DAY <= o.order_at <= t for line in o.unique_lines]
+            # the row's country: its order's (of several at t, the greatest invoice number's)
+            country = max((o for o in mine if o.order_at == t), key=lambda o: o.order_id).country
             ever = [o.amount for o in mine if o.order_at <= t]
             credits = sum(1 for o in cancelled[customer] if t - 30 * DAY <= o.order_at <= t)
             first = min(o.order_at for o in mine)
@@ -183,6 +197,10 @@ def brute_force_defined(orders: dict[str, ExpectedOrder]) -> dict[tuple[str, dt.
                 "basket_avg_30d": sum(month) / len(month), "basket_avg_lifetime": sum(ever) / len(ever),
                 "cancellations_30d": credits, "cancelled_share_30d": Decimal(credits) / len(month),
                 "largest_order_30d": max(month), "days_as_customer": (t - first) // DAY if first < t else None,
+                "distinct_products_30d": len({line.get("StockCode").strip() for line in month_lines}),
+                "lines_30d": len(month_lines), "lines_per_order_30d": Decimal(len(month_lines)) / len(month),
+                "country_revenue_7d": sum((o.amount for o in by_country[country] if t - 7 * DAY <= o.order_at <= t),
+                                          Decimal(0)),
             }
     return rows
 
@@ -194,6 +212,10 @@ def assert_defined_features_match(db_url: str, expected: Expected) -> None:
     got = {(r[0], r[1]): dict(zip(names, r[2:])) for r in rows}
     assert set(got) == set(oracle)
     assert sum(1 for v in oracle.values() if v["cancellations_30d"]) > 20, "too few rows with credit notes"
+    assert sum(1 for v in oracle.values() if v["distinct_products_30d"] < v["lines_30d"]) > 20, "no item bought twice"
+    # the lines staged are the invoices' lines, exact repeats collapsed
+    assert query(db_url, "SELECT count(*) FROM stg.order_lines") == [
+        (sum(len(o.unique_lines) for o in expected.orders.values()),)]
     wrong = []
     for key, want in oracle.items():
         for name, value in want.items():
@@ -418,9 +440,9 @@ def test_full_by_day_and_extra_days_match_independent_computation_and_source_md(
     config.write_text(yaml.safe_dump({
         "sources": [{"name": "uci_online_retail",
                      "paths": [str(UCI_DIR / "by-day" / "*.csv"), str(UCI_DIR / "extra-days" / "*.csv")],
-                     "model": str(MODEL)}],
+                     "model": str(MODEL), "lines_model": str(LINES_MODEL)}],
         "expectations": str(EXPECTATIONS),
-        "staging": {"source_timezone": "Europe/London"},
+        "staging": {"source_timezone": "Europe/London", "attributes": {"country": "text"}},
         # the bundled config's own features, over the 68 days
         "features": {"exclude_statuses": ["cancelled"],
                      "define": yaml.safe_load(BUNDLED_CONFIG.read_text(encoding="utf-8"))["features"]["define"]},

@@ -122,7 +122,8 @@ def brute_force(d: dict[str, Any], window: str | None, mine: list[Staged], t: dt
         return len({v for _, v in values})
     if not values:
         return None
-    key = lambda pair: (pair[0].at, pair[0].order_id)  # noqa: E731 - ties at an instant by order id
+    # ties at an instant by order id, then (a definition over lines) by line number
+    key = lambda pair: (pair[0].at, pair[0].order_id, getattr(pair[0], "line_number", None) or 0)  # noqa: E731
     return (min if agg == "first" else max)(values, key=key)[1]
 
 

@@ -44,14 +44,31 @@ REFUSED: list[tuple[Any, str, str]] = [
     ({"name": "c", "agg": "count", "where": {"column": "amount", "op": "<", "value": "ten"}, "windows": ["7d"]},
      "define[0] (c).where.value", "amount is a number"),
     ({"name": "c", "agg": "count", "orders": "some", "windows": ["7d"]}, "define[0] (c).orders", "counted"),
-    ({"name": "c", "agg": "count", "entity": "shop", "windows": ["7d"]}, "define[0] (c).entity", "customer"),
+    ({"name": "c", "agg": "count", "entity": "shop", "windows": ["7d"]}, "define[0] (c).entity",
+     "must be customer or a text attribute of staging.attributes (country), got 'shop'"),
+    ({"name": "c", "agg": "count", "entity": "vip", "windows": ["7d"]}, "define[0] (c).entity",
+     "a text attribute of staging.attributes (country), got 'vip'"),
+    ({"name": "c", "agg": "count", "source": "invoices", "windows": ["7d"]}, "define[0] (c).source",
+     "must be orders or lines"),
+    ({"name": "c", "agg": "count_distinct", "column": "item", "windows": ["7d"]}, "define[0] (c).column",
+     "unknown column 'item' (the staged orders have: order_id, customer_id, order_at, amount, status, country, vip)"),
+    ({"name": "c", "agg": "sum", "column": "country", "windows": ["7d"]}, "define[0] (c).column",
+     "sum needs a number column (amount); country is text"),
+    ({"name": "c", "agg": "count", "where": {"vip": ["yes"]}, "windows": ["7d"]}, "define[0] (c).where.vip",
+     "vip is true or false"),
+    ({"name": "c", "agg": "count", "source": "lines", "where": {"column": "quantity", "op": ">", "value": "x"},
+      "windows": ["7d"]}, "define[0] (c).where.value", "quantity is a number"),
+    ({"name": "c", "agg": "count_distinct", "source": "lines", "column": "sku", "windows": ["7d"]},
+     "define[0] (c).column", "unknown column 'sku' (the staged lines have: order_id, customer_id, status, "
+                             "line_number, item, quantity, unit_price, amount, country, vip)"),
     ({"name": "c", "agg": "time_since_last", "column": "amount"}, "define[0] (c).column", "takes no column"),
 ]
 
 
-def load_with(project, features: dict[str, Any]):
+def load_with(project, features: dict[str, Any], **config: Any):
     project.write_csv("orders.csv", HEADER)
-    return load(project.write_config(features=features))
+    staging = config.pop("staging", {"attributes": {"country": "text", "vip": "boolean"}})
+    return load(project.write_config(features=features, staging=staging, **config))
 
 
 @pytest.mark.parametrize(("definition", "key", "message"), REFUSED, ids=[key for _, key, _ in REFUSED])
@@ -101,3 +118,46 @@ def test_a_status_value_is_compared_as_staged(project):
     config = load_with(project, {"define": [{"name": "c", "agg": "count", "where": {"status": [" Cancelled "]},
                                              "orders": "all", "windows": ["7d"]}]})
     assert config.features.define[0].where[0].constants == ("cancelled",)
+
+
+@pytest.mark.parametrize(("attributes", "key", "message"), [
+    ({"country": "varchar"}, "staging.attributes.country", "must be one of text, numeric, bigint, boolean"),
+    ({"status": "text"}, "staging.attributes.status", "the staged orders or lines have already"),
+    ({"Country": "text"}, "staging.attributes.Country", "lower case letters"),
+    (["country"], "staging.attributes", "must map attribute names to types"),
+])
+def test_a_bad_attribute_is_refused(project, attributes, key, message):
+    with pytest.raises(ConfigError) as refused:
+        load_with(project, {}, staging={"attributes": attributes})
+    assert f"configs/pipeline.yaml: {key}: " in str(refused.value) and message in str(refused.value)
+
+
+def test_lines_need_a_lines_model_and_attributes_map_like_columns(project):
+    with pytest.raises(ConfigError) as refused:
+        load_with(project, {"define": [{"name": "n", "source": "lines", "agg": "count", "windows": ["7d"]}]})
+    assert "features.define[0].source: reads lines, but no source has a lines_model" in str(refused.value)
+    config = load_with(project, {}, columns={"country": "Land"})
+    assert config.columns["country"] == "Land" and config.columns["vip"] == "vip"
+    with pytest.raises(ConfigError) as refused:
+        load_with(project, {}, columns={"region": "Region"})
+    assert "columns.region: unknown canonical column" in str(refused.value)
+
+
+def test_the_plan_has_one_pass_per_entity_and_groups_the_retrieval(project):
+    """Columns of one entity share a pass with its own frames and lookback; the retrieval
+    aggregates per (entity, source)."""
+    config = load_with(project, {"define": [
+        {"name": "land", "entity": "country", "agg": "sum", "column": "amount", "windows": ["7d"]},
+        {"name": "basket", "agg": "avg", "column": "amount", "windows": ["30d"]},
+        {"name": "land_ever", "entity": "country", "agg": "count", "windows": ["lifetime"]},
+    ]})
+    from scripts.config.defined import plan
+    p = plan(config.features.define, "inclusive", [7, 30])
+    assert [c["name"] for c in p["columns"]] == ["land_7d", "basket_30d", "land_ever_lifetime"]
+    assert [c["name"] for c in p["pass_columns"]] == ["basket_30d"] and p["lookback_hours"] == 720
+    [country] = p["entities"]
+    assert country["entity"] == "country" and [c["name"] for c in country["pass_columns"]] == ["land_7d",
+                                                                                                  "land_ever_lifetime"]
+    assert country["lookback_hours"] is None  # a lifetime column reads the whole history
+    assert [(g["entity"], g["source"], [c["name"] for c in g["columns"]]) for g in p["as_of_groups"]] == [
+        ("country", "orders", ["land_7d", "land_ever_lifetime"]), (None, "orders", ["basket_30d"])]

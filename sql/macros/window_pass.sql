@@ -1,0 +1,166 @@
+{#-
+  The window pass of features.define (sql/macros/defined.sql has what a definition means and
+  its value over a frame): per partition (the customer, or an entity's value) and order
+  instant, the partial aggregates of the instant's orders and lines, then window aggregates
+  over the instants, one frame per (span, end), in one pass; exact distinct counts from the
+  island flags of distinct_flags. Used by 50_features/050 (the customer's pass, with the
+  built-ins) and sql/macros/entities.sql (an entity's). The macros emit fragments that the
+  stage files place at their own indentation, so layout is linted there.
+-#}
+-- sqlfluff:exclude_rules:layout.indent,layout.long_lines
+{%- import 'macros/orders.sql' as counted -%}
+{%- import 'macros/sources.sql' as sources -%}
+{%- import 'macros/defined.sql' as define with context -%}
+{#- The rows a pass reads from `orders_cte` (partition__: what the pass partitions by; the
+    order's customer_key, order_id, order_at, amount, status and attributes): the lines of
+    those orders, with the order's columns a line definition may read. -#}
+{%- macro pass_lines(orders_cte) -%}
+SELECT
+        o.partition__,
+        o.customer_id,
+        o.order_id,
+        o.order_at,
+        o.status{{ sources.attribute_list(staging, 'o') }},
+        l.line_number,
+        l.item,
+        l.quantity,
+        l.unit_price,
+        l.amount
+    FROM {{ orders_cte }} AS o
+    INNER JOIN stg.order_lines AS l ON o.customer_key = l.customer_key AND o.order_id = l.order_id
+{%- endmacro -%}
+
+{#- The CTEs of the window pass `p` (the customer's, with the built-ins, or an entity's) over
+    `orders_cte` (every order the definitions may read: pass_lines) and, when the pass reads
+    lines, `lines_cte` (pass_lines), ending in defined_windowed: one row per partition value
+    and instant, with the pass's columns, flagged spine__ where a counted order is. -#}
+{%- macro window_pass(p, features, orders_cte, lines_cte=none) -%}
+{%- set builtins = p.entity is none %}
+{%- if p.distinct %}
+{{ distinct_flags(p, features, orders_cte, lines_cte) }},
+
+{% endif -%}
+defined_instants AS (
+    SELECT
+        o.partition__,
+        o.order_at AS feature_time,
+        {%- if builtins %}
+        -- the built-ins' partials: the counted orders and their amounts
+        count(*) FILTER (WHERE {{ counted.counts('o', features) }}) AS builtin__n,
+        sum(o.amount) FILTER (WHERE {{ counted.counts('o', features) }}) AS builtin__sum,
+        {%- for entity in defined.entities %}
+        -- the {{ entity.entity }} of the row: its counted orders', the last by order id
+        (array_agg(o.{{ entity.entity | ident }} ORDER BY o.order_id DESC)
+            FILTER (WHERE {{ counted.counts('o', features) }}))[1] AS {{ ('entity__' ~ entity.entity) | ident }},
+        {%- endfor %}
+        {%- endif %}
+        {{- define.instant_partials(p, features, 'orders') }}
+        coalesce(bool_or({{ counted.counts('o', features) }}), FALSE) AS spine__
+    FROM {{ orders_cte }} AS o
+    GROUP BY o.partition__, o.order_at
+),
+{%- if p.lines %}
+
+-- the partials of the lines definitions, per instant of the lines' orders
+defined_line_instants AS (
+    SELECT
+        o.partition__ AS line_partition,
+        o.order_at AS line_time,
+        {{- define.instant_partials(p, features, 'lines') }}
+        count(*) AS lines__
+    FROM {{ lines_cte }} AS o
+    GROUP BY o.partition__, o.order_at
+),
+{%- endif %}
+
+defined_windowed AS (
+    SELECT
+        i.partition__,
+        i.feature_time,
+        {%- for entity in defined.entities if builtins %}
+        i.{{ ('entity__' ~ entity.entity) | ident }},
+        {%- endfor %}
+        {%- if builtins %}
+        -- the built-ins, as 50_features/050 defines them without features.define
+        {%- for window in feature_windows %}
+        coalesce(sum(i.builtin__n) OVER {{ defined.builtin_frames[window.days] | ident }}, 0)::bigint
+            AS {{ window.orders | ident }},
+        coalesce(sum(i.builtin__sum) OVER {{ defined.builtin_frames[window.days] | ident }}, 0)
+            AS {{ window.revenue | ident }},
+        {%- endfor %}
+        coalesce(
+            floor(extract(EPOCH FROM i.feature_time - max(CASE WHEN i.spine__ THEN i.feature_time END)
+                OVER "lifetime_exclusive") / 86400)::integer,
+            {{ features.days_since_last_order_if_none | literal }}::integer
+        ) AS {{ days_since_column | ident }},
+        {%- endif %}
+        {%- for c in p.pass_columns %}
+        {{ define.window_value(c) }} AS {{ c.name | ident }},
+        {%- endfor %}
+        i.spine__
+    FROM defined_instants AS i
+    {%- if p.lines %}
+    LEFT JOIN defined_line_instants AS li ON i.partition__ = li.line_partition AND i.feature_time = li.line_time
+    {%- endif %}
+    {%- if p.distinct %}
+    LEFT JOIN distinct_flags AS f ON i.partition__ = f.partition__ AND i.feature_time = f.feature_time
+    {%- endif %}
+    WINDOW
+    {%- for name, f in p.frames | dictsort %}
+    {{ name | ident }} AS (PARTITION BY i.partition__ ORDER BY i.feature_time {{ define.frame(f) }}){{ ',' if not loop.last }}
+    {%- endfor %}
+)
+{%- endmacro -%}
+
+{#- Exact distinct counts over sliding windows (PostgreSQL has no count(DISTINCT) OVER). Per
+    customer and item, the windows of the item's occurrences merge into islands: [a, b + W]
+    from the island's first occurrence a to its last b (an occurrence within W of the
+    previous one continues its island). At t the item is in the window iff an island has
+    a <= t <= b + W (exclusive: a < t <= b + W), so the distinct count is the islands
+    started by t less those whose last occurrence is before t - W: two running sums over the
+    instants, of the flags counted here per customer and instant. Lifetime: an island per
+    item, from its first occurrence, never ending. -#}
+{%- macro distinct_flags(p, features, orders_cte, lines_cte) -%}
+{%- for d in p.distinct_definitions %}
+{{ (d.name ~ '__steps') | ident }} AS (
+    SELECT
+        partition__,
+        order_at,
+        lag(order_at) OVER item AS previous_at,
+        lead(order_at) OVER item AS next_at
+    FROM (
+        SELECT DISTINCT
+            o.partition__,
+            o.order_at,
+            o.{{ d.column | ident }} AS item
+        FROM {{ lines_cte if d.source == 'lines' else orders_cte }} AS o
+        WHERE {{ define.selects(d, 'o', features) }} AND o.{{ d.column | ident }} IS NOT NULL
+    ) AS occurrences
+    WINDOW item AS (PARTITION BY partition__, item ORDER BY order_at)
+),
+
+{% endfor -%}
+distinct_flags AS (
+    SELECT
+        partition__,
+        order_at AS feature_time,
+        {%- for x in p.distinct %}
+        count(*) FILTER (WHERE definition = {{ x.d.name | literal }} AND (previous_at IS NULL
+            {%- if x.window.hours is not none %}
+            OR order_at > previous_at + INTERVAL {{ (x.window.hours ~ ' hours') | literal }}
+            {%- endif %})) AS {{ (x.name ~ '__starts') | ident }},
+        count(*) FILTER (WHERE definition = {{ x.d.name | literal }}
+            {%- if x.window.hours is not none %} AND (next_at IS NULL
+            OR next_at > order_at + INTERVAL {{ (x.window.hours ~ ' hours') | literal }})
+            {%- else %} AND FALSE{% endif %}) AS {{ (x.name ~ '__lasts') | ident }}{{ ',' if not loop.last }}
+        {%- endfor %}
+    FROM (
+        {%- for d in p.distinct_definitions %}
+        SELECT {{ d.name | literal }} AS definition, partition__, order_at, previous_at, next_at
+        FROM {{ (d.name ~ '__steps') | ident }}
+        {{- '\n        UNION ALL' if not loop.last }}
+        {%- endfor %}
+    ) AS steps
+    GROUP BY partition__, order_at
+)
+{%- endmacro -%}
