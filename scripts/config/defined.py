@@ -238,7 +238,42 @@ def frame_name(window: Window | None, end: str) -> str:
     return f"{'lifetime' if window is None or window.hours is None else f'h{window.hours}'}_{end}"
 
 
-def pass_plan(define: list[Definition], window_end: str) -> dict[str, Any]:
+# the partial aggregates of an instant each aggregate reads (count_distinct: island flags)
+PARTS = {"count": ("n",), "sum": ("sum",), "avg": ("sum", "n"), "min": ("min",), "max": ("max",),
+         "first": ("first",), "last": ("last",), "time_since_first": ("any",), "time_since_last": ("any",)}
+
+
+def partial_key(definition: Definition, part: str) -> tuple[Any, ...]:
+    """What a partial computes: equal keys are one column of the pass (the average basket's
+    sum of amounts is the built-ins' revenue sum, say), so each is aggregated once."""
+    rows = (definition.source, definition.counted_only, definition.where)
+    return (part, rows) if part == "any" else (part, rows, definition.column)
+
+
+# the built-ins' partials, in the customer's pass: the counted orders and their amounts
+BUILTIN_PARTIALS = {partial_key(Definition("builtin", "count"), "n"): "builtin__n",
+                    partial_key(Definition("builtin", "sum", "amount"), "sum"): "builtin__sum"}
+
+
+def partials(define: list[Definition], builtins: bool) -> tuple[list[dict[str, Any]], dict[str, dict[str, str]]]:
+    """The pass's partial columns, each once (name, part, source and the definition that
+    gives its rows and column), and per definition the column of each part it reads."""
+    names = dict(BUILTIN_PARTIALS) if builtins else {}
+    columns, parts_of = [], {}
+    for definition in define:
+        if definition.agg == "count_distinct":
+            continue
+        parts_of[definition.name] = {}
+        for part in PARTS[definition.agg]:
+            key = partial_key(definition, part)
+            if key not in names:
+                names[key] = f"{definition.name}__{part}"
+                columns.append({"name": names[key], "part": part, "source": definition.source, "d": definition})
+            parts_of[definition.name][part] = names[key]
+    return columns, parts_of
+
+
+def pass_plan(define: list[Definition], window_end: str, builtins: bool = False) -> dict[str, Any]:
     """One window pass (per customer, or per value of one entity): its columns in order with
     their definition, window and frame; its frames; its distinct counts; whether it reads
     lines; how far back a daily run reads (hours; None: the whole history, for a lifetime
@@ -274,8 +309,9 @@ def pass_plan(define: list[Definition], window_end: str) -> dict[str, Any]:
             if definition.agg == "count_distinct":
                 distinct.append({"name": name, "d": definition, "window": window})
     spans = [c["window"].hours if c["window"] else None for c in columns]
+    partial_columns, parts_of = partials(define, builtins)
     return {"entity": define[0].entity if define else None, "columns": columns, "pass_columns": columns,
-            "frames": frames,
+            "partials": partial_columns, "parts_of": parts_of, "frames": frames,
             "distinct": distinct, "distinct_definitions": list({c["d"].name: c["d"] for c in distinct}.values()),
             "lines": any(definition.source == "lines" for definition in define),
             "lookback_hours": None if None in spans or not spans else max(spans)}
@@ -289,7 +325,7 @@ def plan(define: tuple[Definition, ...], window_end: str, windows_days: list[int
     pass: `builtin_frames` names the frame of each of features.windows_days, and the days
     since the last order read the lifetime frame before t (so a daily run reads every window
     of the built-ins too, and the previous counted order: 50_features/050)."""
-    customer = pass_plan([d for d in define if not d.ratio and d.entity is None], window_end)
+    customer = pass_plan([d for d in define if not d.ratio and d.entity is None], window_end, builtins=True)
     entity_names = list(dict.fromkeys(d.entity for d in define if not d.ratio and d.entity))
     entities = [pass_plan([d for d in define if not d.ratio and d.entity == name], window_end)
                 for name in entity_names]

@@ -32,6 +32,13 @@
 -- previous order, so those orders are read too. A full refresh recomputes every row.
 -- Either way only the rows that differ from the current ones are written.
 -- Days are 24-hour days: the frames are computed in UTC, whatever the session's zone.
+{#- A row of the scope (work.feature_scope): a daily run's customer, from its instant on. -#}
+{%- macro in_scope(customer, feature_time) -%}
+EXISTS (
+        SELECT 1 FROM work.feature_scope AS s
+        WHERE s.customer_id = {{ customer }} AND {{ feature_time }} >= s.from_at
+    )
+{%- endmacro %}
 {{ counted.window_settings() }}
 {{ versions.index_friendly() }}
 
@@ -117,9 +124,9 @@ SELECT
         {{ features.days_since_last_order_if_none | literal }}::integer
     ) AS {{ days_since_column | ident }}
 FROM windowed AS w
-LEFT JOIN work.feature_scope AS s ON w.customer_id = s.customer_id
--- the rows read only to fill the frames are not the scope's
-WHERE {{ versions.full_refresh() }} OR w.feature_time >= s.from_at
+-- the rows read only to fill the frames are not the scope's (on a full refresh every row is:
+-- no lookup)
+WHERE {{ versions.full_refresh() }} OR {{ in_scope('w.customer_id', 'w.feature_time') }}
 {%- endcall %}
 
 ALTER TABLE work.feature_rows ADD PRIMARY KEY (customer_id, feature_time);
@@ -132,7 +139,9 @@ ANALYZE work.feature_rows;
 -- count): read as far back as the widest window or the previous counted order (the whole
 -- history for a lifetime window), rows for the counted instants only.
 {% call dist.scratch_table('work.feature_rows', 'customer_id', rows='the feature rows computed') -%}
-WITH defined_orders AS (
+-- not materialized: the window pass and the distinct counts each read stg.orders (cheaper
+-- than writing a million rows aside and reading them twice)
+WITH defined_orders AS NOT MATERIALIZED (
     SELECT a.customer_key AS partition__, a.customer_id, a.customer_key, a.order_id, a.order_at, a.amount, a.status{{ sources.attribute_list(staging, 'a') }}
     FROM stg.orders AS a
     WHERE {{ versions.full_refresh() }} AND a.customer_id IS NOT NULL
@@ -177,7 +186,6 @@ feature_values AS (
         w.{{ days_since_column | ident }},
         {{- define.row_values(defined) }}
     FROM defined_windowed AS w
-    LEFT JOIN work.feature_scope AS s ON w.partition__ = s.customer_id
     {%- for entity in defined.entities %}
     -- the row's {{ entity.entity }}: its order's (sql/macros/entities.sql)
     LEFT JOIN work.entity_feature_rows AS {{ ('e_' ~ entity.entity) | ident }}
@@ -186,7 +194,7 @@ feature_values AS (
             AND w.{{ ('entity__' ~ entity.entity) | ident }} = {{ ('e_' ~ entity.entity) | ident }}.entity_value
             AND w.feature_time = {{ ('e_' ~ entity.entity) | ident }}.feature_time
     {%- endfor %}
-    WHERE w.spine__ AND ({{ versions.full_refresh() }} OR w.feature_time >= s.from_at)
+    WHERE w.spine__ AND ({{ versions.full_refresh() }} OR {{ in_scope('w.partition__', 'w.feature_time') }})
 )
 
 -- every column in table order, a ratio dividing two finished ones

@@ -42,54 +42,55 @@ RANGE BETWEEN INTERVAL {{ (f.hours ~ ' hours') | literal }} PRECEDING AND
 {%- endif -%}
 {%- endmacro -%}
 
-{#- Window pass, step 1: the partial aggregates of each instant's orders or lines (alias o,
-    the definitions of `source`), as select-list items named <definition>__<part>. -#}
+{#- Window pass, step 1: the partial aggregates of each instant's orders or lines (alias o),
+    those of `source`, as select-list items: each partial of the plan once (p.partials; the
+    built-ins' are the pass's own). -#}
 {%- macro instant_partials(p, features, source) -%}
-{%- for d in p.pass_columns | map(attribute='d') | unique(attribute='name') if d.source == source and d.agg != 'count_distinct' %}
+{%- for x in p.partials if x.source == source %}
+{%- set d = x.d %}
 {%- set value = 'o.' ~ (d.column | ident) if d.column else none %}
 {%- set sel = selects(d, 'o', features) %}
-{%- if d.agg == 'count' %}
-        count(*) FILTER (WHERE {{ sel }}{{ ' AND ' ~ value ~ ' IS NOT NULL' if value }}) AS {{ (d.name ~ '__n') | ident }},
-{%- elif d.agg in ('sum', 'avg') %}
-        sum({{ value }}) FILTER (WHERE {{ sel }}) AS {{ (d.name ~ '__sum') | ident }},
-        count({{ value }}) FILTER (WHERE {{ sel }}) AS {{ (d.name ~ '__n') | ident }},
-{%- elif d.agg in ('min', 'max') %}
-        {{ d.agg }}({{ value }}) FILTER (WHERE {{ sel }}) AS {{ (d.name ~ '__' ~ d.agg) | ident }},
-{%- elif d.agg in ('first', 'last') %}
-        -- at one instant, the {{ d.agg }} order by order id (and line by number)
-        {%- set desc = ' DESC' if d.agg == 'last' else '' %}
+{%- if x.part == 'n' %}
+        count(*) FILTER (WHERE {{ sel }}{{ ' AND ' ~ value ~ ' IS NOT NULL' if value }}) AS {{ x.name | ident }},
+{%- elif x.part == 'sum' %}
+        sum({{ value }}) FILTER (WHERE {{ sel }}) AS {{ x.name | ident }},
+{%- elif x.part in ('min', 'max') %}
+        {{ x.part }}({{ value }}) FILTER (WHERE {{ sel }}) AS {{ x.name | ident }},
+{%- elif x.part in ('first', 'last') %}
+        -- at one instant, the {{ x.part }} order by order id (and line by number)
+        {%- set desc = ' DESC' if x.part == 'last' else '' %}
         (array_agg({{ value }} ORDER BY o.order_id{{ desc }}{{ (', o.line_number' ~ desc) if source == 'lines' }})
-            FILTER (WHERE {{ sel }} AND {{ value }} IS NOT NULL))[1] AS {{ (d.name ~ '__' ~ d.agg) | ident }},
+            FILTER (WHERE {{ sel }} AND {{ value }} IS NOT NULL))[1] AS {{ x.name | ident }},
 {%- else %}
-        coalesce(bool_or({{ sel }}), FALSE) AS {{ (d.name ~ '__any') | ident }},
+        coalesce(bool_or({{ sel }}), FALSE) AS {{ x.name | ident }},
 {%- endif %}
 {%- endfor %}
 {%- endmacro -%}
 
 {#- Window pass, step 2: each column from the partials over its frame (count_distinct: from
     the island flags of distinct_flags, over two frames). -#}
-{%- macro window_value(c) -%}
+{%- macro window_value(c, p) -%}
 {%- set d = c.d %}
-{%- set part = (d.name ~ '__') %}
+{%- set parts = p.parts_of[d.name] if d.name in p.parts_of else {} %}
 {%- if d.agg == 'count' -%}
-(coalesce(sum({{ (part ~ 'n') | ident }}) OVER {{ c.frame | ident }}, 0)
-            {%- if c.plus_current %} + coalesce({{ (part ~ 'n') | ident }}, 0){% endif %})::bigint
+(coalesce(sum({{ parts['n'] | ident }}) OVER {{ c.frame | ident }}, 0)
+            {%- if c.plus_current %} + coalesce({{ parts['n'] | ident }}, 0){% endif %})::bigint
 {%- elif d.agg == 'sum' -%}
-coalesce(sum({{ (part ~ 'sum') | ident }}) OVER {{ c.frame | ident }}, 0)
-            {%- if c.plus_current %} + coalesce({{ (part ~ 'sum') | ident }}, 0){% endif %}
+coalesce(sum({{ parts['sum'] | ident }}) OVER {{ c.frame | ident }}, 0)
+            {%- if c.plus_current %} + coalesce({{ parts['sum'] | ident }}, 0){% endif %}
 {%- elif d.agg == 'avg' and c.plus_current -%}
-(coalesce(sum({{ (part ~ 'sum') | ident }}) OVER {{ c.frame | ident }}, 0) + coalesce({{ (part ~ 'sum') | ident }}, 0))
-            / nullif(coalesce(sum({{ (part ~ 'n') | ident }}) OVER {{ c.frame | ident }}, 0) + coalesce({{ (part ~ 'n') | ident }}, 0), 0)
+(coalesce(sum({{ parts['sum'] | ident }}) OVER {{ c.frame | ident }}, 0) + coalesce({{ parts['sum'] | ident }}, 0))
+            / nullif(coalesce(sum({{ parts['n'] | ident }}) OVER {{ c.frame | ident }}, 0) + coalesce({{ parts['n'] | ident }}, 0), 0)
 {%- elif d.agg == 'avg' -%}
-sum({{ (part ~ 'sum') | ident }}) OVER {{ c.frame | ident }} / nullif(sum({{ (part ~ 'n') | ident }}) OVER {{ c.frame | ident }}, 0)
+sum({{ parts['sum'] | ident }}) OVER {{ c.frame | ident }} / nullif(sum({{ parts['n'] | ident }}) OVER {{ c.frame | ident }}, 0)
 {%- elif d.agg in ('min', 'max') -%}
 {%- if c.plus_current %}{{ 'least' if d.agg == 'min' else 'greatest' }}({% endif -%}
-{{ d.agg }}({{ (part ~ d.agg) | ident }}) OVER {{ c.frame | ident }}
-{%- if c.plus_current %}, {{ (part ~ d.agg) | ident }}){% endif %}
+{{ d.agg }}({{ parts[d.agg] | ident }}) OVER {{ c.frame | ident }}
+{%- if c.plus_current %}, {{ parts[d.agg] | ident }}){% endif %}
 {%- elif d.agg in ('first', 'last') -%}
 {%- set pair -%}
-CASE WHEN {{ (part ~ d.agg) | ident }} IS NOT NULL
-                THEN ARRAY[extract(EPOCH FROM i.feature_time), {{ (part ~ d.agg) | ident }}] END
+CASE WHEN {{ parts[d.agg] | ident }} IS NOT NULL
+                THEN ARRAY[extract(EPOCH FROM i.feature_time), {{ parts[d.agg] | ident }}] END
 {%- endset -%}
 -- the value at the {{ 'earliest' if d.agg == 'first' else 'latest' }} instant that has one: (epoch, value) pairs compare in that order
 (
@@ -108,11 +109,11 @@ CASE WHEN {{ (part ~ d.agg) | ident }} IS NOT NULL
         {%- endif %})::bigint
 {%- elif d.agg == 'time_since_first' -%}
 floor(extract(EPOCH FROM i.feature_time - min(
-            CASE WHEN {{ (part ~ 'any') | ident }} THEN i.feature_time END
+            CASE WHEN {{ parts['any'] | ident }} THEN i.feature_time END
         ) OVER {{ c.frame | ident }}) / 86400)::integer
 {%- else -%}
 {%- set latest -%}
-max(CASE WHEN {{ (d.name ~ '__any') | ident }} THEN i.feature_time END) OVER {{ c.frame | ident }}
+max(CASE WHEN {{ parts['any'] | ident }} THEN i.feature_time END) OVER {{ c.frame | ident }}
 {%- endset -%}
 {%- set bounded = c.window and c.window.hours is not none %}
 -- the latest such instant before t (a running maximum){{ ', if in the window' if bounded }}

@@ -83,7 +83,7 @@ WITH entity_scope AS (
     GROUP BY o.{{ p.entity | ident }}
 ),
 
-entity_orders AS (
+entity_orders AS NOT MATERIALIZED (
     SELECT {{ entity_order(p) }}
     FROM stg.orders AS o
     WHERE {{ versions.full_refresh() }} AND o.{{ p.entity | ident }} IS NOT NULL AND o.customer_id IS NOT NULL

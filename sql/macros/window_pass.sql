@@ -95,7 +95,7 @@ defined_windowed AS (
         ) AS {{ days_since_column | ident }},
         {%- endif %}
         {%- for c in p.pass_columns %}
-        {{ define.window_value(c) }} AS {{ c.name | ident }},
+        {{ define.window_value(c, p) }} AS {{ c.name | ident }},
         {%- endfor %}
         i.spine__
     FROM defined_instants AS i
