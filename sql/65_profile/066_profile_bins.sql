@@ -19,14 +19,16 @@ SELECT
     count(DISTINCT v.measure) AS distinct_count,
     percentile_disc(ARRAY[0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1]::float8[])
     WITHIN GROUP (ORDER BY v.measure) AS quantiles,
-    percentile_disc(0.99) WITHIN GROUP (ORDER BY v.measure) AS p99
+    percentile_disc(0.99) WITHIN GROUP (ORDER BY v.measure) AS p99,
+    -- every value a whole number (a count, not a share that happens to span 0 to 1)
+    coalesce(bool_and(v.measure = trunc(v.measure)), FALSE) AS whole_numbers
 FROM work.profile_values AS v
 GROUP BY GROUPING SETS ((v.subject, v.column_name, v.split), (v.subject, v.column_name))
 HAVING grouping(v.split) = 1 OR v.subject = 'features';
 
 -- The bins, from the 'all' row: PSI edges (distinct deciles) and histogram edges (equal
--- widths from the minimum to the 99th percentile; whole numbers get a bin each when there
--- are at most 20 of them). The last histogram bin also holds what lies above its edge.
+-- widths from the minimum to the 99th percentile; a column of whole numbers only gets a bin
+-- per number when there are at most 20 of them). The last histogram bin also holds what lies above its edge.
 CREATE TEMPORARY TABLE profile_bins ON COMMIT DROP AS
 SELECT
     q.subject,
@@ -41,8 +43,7 @@ SELECT
         WHEN q.quantiles[1] IS NULL THEN NULL
         WHEN q.p99 = q.quantiles[1] THEN ARRAY[q.quantiles[1] - 0.5, q.quantiles[1] + 0.5]
         WHEN
-            q.p99 - q.quantiles[1] < 20
-            AND q.p99 = trunc(q.p99) AND q.quantiles[1] = trunc(q.quantiles[1])
+            q.p99 - q.quantiles[1] < 20 AND q.whole_numbers
             THEN array(
                     SELECT q.quantiles[1] - 0.5 + i
                     FROM generate_series(0, (q.p99 - q.quantiles[1])::integer + 1) AS i

@@ -12,7 +12,8 @@ when staging gained order lines and attributes: for the sample, dirty and daily 
 more migration (V018: meta.schema_migrations, the migrate stage's count) and two new tables,
 empty (stg.order_lines, stg.model_lines), their feature, label and split rows unchanged; the
 UCI scenario's content changed on purpose (its config now stages lines and the invoice's
-country, and defines features over them):
+country, and defines features over them; then its profile once more, when a share between 0
+and 1 stopped being binned as whole numbers):
   - sample: configs/pipeline.yaml on data/raw/orders.csv;
   - dirty: configs/pipeline_dirty.yaml (the gate fails on purpose, exit 1): every check of the
     JSON report (ids, statuses, counts, percents, messages, samples), meta.validation_failures;

@@ -218,3 +218,29 @@ def test_bad_drift_rules_are_refused(project, drift, key, says):
         load(project.write_config(["data/raw/a.csv"], expectations={"drift": drift}))
     message = str(refused.value)
     assert "pipeline_expectations.yaml" in message and key in message and says in message
+
+
+def test_a_share_between_whole_numbers_gets_equal_width_bins(project, db_url):
+    """A ratio whose minimum and 99th percentile are whole (0 and 1) but whose values are not
+    (0.5) is binned in 20 equal widths, not a bin per whole number (where 0.5 would fall in
+    the bin centred on 1)."""
+    project.write_csv("a.csv", HEADER + "\n".join([
+        "O1,C1,2024-03-01 10:00:00,10.00,completed",
+        "O2,C1,2024-03-02 10:00:00,20.00,cancelled",
+        "O3,C2,2024-03-03 10:00:00,5.00,completed",
+        "O4,C3,2024-03-04 10:00:00,5.00,cancelled",
+    ]) + "\n")
+    config = project.write_config(["data/raw/a.csv"], expectations={"non_null": ["order_id"]}, features={
+        "windows_days": [7], "define": [
+            {"name": "cancelled", "agg": "count", "where": {"status": ["cancelled"]}, "orders": "all",
+             "windows": ["7d"]},
+            {"name": "all_orders", "agg": "count", "orders": "all", "windows": ["7d"]},
+            {"name": "cancel_share", "ratio": ["cancelled_7d", "all_orders_7d"]}]})
+    code, report = run_pipeline(config, db_url)
+    assert code == EXIT_PASSED, report.get("errors")
+    shares = sorted(float(r[0]) for r in query(db_url, "SELECT cancel_share FROM feats.customer_features"))
+    assert shares == [0.0, 0.0, 0.5, 1.0]  # by hand: C1 0/1 then 1/2, C2 0/1, C3 1/1
+    histogram = report["profile"]["features"]["columns"]["cancel_share"]["histogram"]
+    assert histogram["edges"] == [i / 20 for i in range(21)]
+    counts = histogram["counts"]["all"]
+    assert (counts[0], counts[10], counts[19], sum(counts)) == (2, 1, 1, 4)
