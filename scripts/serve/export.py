@@ -169,8 +169,8 @@ def label_definition(config: config_mod.PipelineConfig, columns: list[Column]) -
         },
         "censoring": f"rows whose (feature_time, feature_time + {horizon} days] window ends after the data's end "
                      "(labels.observed_until, or the latest order) are left out: their label is not known yet",
-        "purging": f"train rows whose label window reaches into val, and val rows whose window reaches into "
-                   f"test, are left out, so no split's labels see the next split's orders",
+        "purging": "train rows whose label window reaches into val, and val rows whose window reaches into "
+                   "test, are left out, so no split's labels see the next split's orders",
     }
 
 
