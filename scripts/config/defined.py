@@ -290,6 +290,10 @@ def pass_plan(define: list[Definition], window_end: str, builtins: bool = False)
             plus_current, ends_frame = False, None
             if definition.agg == "time_since_last":
                 frame = lifetime_before  # the latest instant before t, inside W or not
+            elif definition.agg == "last":
+                # the latest value up to t (a running maximum: no frame to re-aggregate), kept
+                # when its instant is inside the window (window_value tests it)
+                frame, plus_current = lifetime_before, end == "inclusive"
             elif definition.agg == "count_distinct":
                 # islands started by t less those whose last occurrence is before t - W: every
                 # last occurrence up to t less those in the frame [t - W, t]

@@ -92,12 +92,20 @@ sum({{ parts['sum'] | ident }}) OVER {{ c.frame | ident }} / nullif(sum({{ parts
 CASE WHEN {{ parts[d.agg] | ident }} IS NOT NULL
                 THEN ARRAY[extract(EPOCH FROM i.feature_time), {{ parts[d.agg] | ident }}] END
 {%- endset -%}
--- the value at the {{ 'earliest' if d.agg == 'first' else 'latest' }} instant that has one: (epoch, value) pairs compare in that order
+{%- set found -%}
 (
             {% if c.plus_current %}{{ 'least' if d.agg == 'first' else 'greatest' }}({% endif -%}
             {{ 'min' if d.agg == 'first' else 'max' }}({{ pair }}) OVER {{ c.frame | ident }}
             {%- if c.plus_current %}, {{ pair }}){% endif %}
-        )[2]
+        )
+{%- endset -%}
+-- the value at the {{ 'earliest' if d.agg == 'first' else 'latest' }} instant that has one: (epoch, value) pairs compare in that order
+{%- if d.agg == 'last' and c.window and c.window.hours is not none %}
+{#- the latest up to t from the running frame, if its instant is in the window #}
+CASE WHEN {{ found }}[1] >= extract(EPOCH FROM i.feature_time) - {{ (c.window.hours * 3600) | literal }} THEN {{ found }}[2] END
+{%- else %}
+{{ found }}[2]
+{%- endif %}
 {%- elif d.agg == 'count_distinct' -%}
 -- the islands started by t, less those whose last occurrence is before t - W
 (coalesce(sum(f.{{ (c.name ~ '__starts') | ident }}) OVER {{ c.frame | ident }}, 0)
