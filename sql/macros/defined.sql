@@ -68,7 +68,7 @@ RANGE BETWEEN INTERVAL {{ (f.hours ~ ' hours') | literal }} PRECEDING AND
 {%- endmacro -%}
 
 {#- Window pass, step 2: each column from the partials over its frame (count_distinct: from
-    the island flags of distinct_flags, over two frames). -#}
+    the island flags of window_pass.sql island_flags, over two frames). -#}
 {%- macro window_value(c, p) -%}
 {%- set d = c.d %}
 {%- set parts = p.parts_of[d.name] if d.name in p.parts_of else {} %}
@@ -108,12 +108,12 @@ CASE WHEN {{ found }}[1] >= extract(EPOCH FROM i.feature_time) - {{ (c.window.ho
 {%- endif %}
 {%- elif d.agg == 'count_distinct' -%}
 -- the islands started by t, less those whose last occurrence is before t - W
-(coalesce(sum(f.{{ (c.name ~ '__starts') | ident }}) OVER {{ c.frame | ident }}, 0)
-        {%- if c.plus_current %} + coalesce(f.{{ (c.name ~ '__starts') | ident }}, 0){% endif %}
+(coalesce(sum({{ (c.name ~ '__starts') | ident }}) OVER {{ c.frame | ident }}, 0)
+        {%- if c.plus_current %} + coalesce({{ (c.name ~ '__starts') | ident }}, 0){% endif %}
         {%- if c.ends_frame %}
-            - (coalesce(sum(f.{{ (c.name ~ '__lasts') | ident }}) OVER {{ c.frame | ident }}, 0)
-                + coalesce(f.{{ (c.name ~ '__lasts') | ident }}, 0)
-                - coalesce(sum(f.{{ (c.name ~ '__lasts') | ident }}) OVER {{ c.ends_frame | ident }}, 0))
+            - (coalesce(sum({{ (c.name ~ '__lasts') | ident }}) OVER {{ c.frame | ident }}, 0)
+                + coalesce({{ (c.name ~ '__lasts') | ident }}, 0)
+                - coalesce(sum({{ (c.name ~ '__lasts') | ident }}) OVER {{ c.ends_frame | ident }}, 0))
         {%- endif %})::bigint
 {%- elif d.agg == 'time_since_first' -%}
 floor(extract(EPOCH FROM i.feature_time - min(

@@ -3,7 +3,7 @@
   its value over a frame): per partition (the customer, or an entity's value) and order
   instant, the partial aggregates of the instant's orders and lines, then window aggregates
   over the instants, one frame per (span, end), in one pass; exact distinct counts from the
-  island flags of distinct_flags. Used by 50_features/050 (the customer's pass, with the
+  island flags of island_flags. Used by 50_features/050 (the customer's pass, with the
   built-ins) and sql/macros/entities.sql (an entity's). The macros emit fragments that the
   stage files place at their own indentation, so layout is linted there.
 -#}
@@ -36,10 +36,18 @@ SELECT
     and instant, with the pass's columns, flagged spine__ where a counted order is. -#}
 {%- macro window_pass(p, features, orders_cte, lines_cte=none) -%}
 {%- set builtins = p.entity is none %}
-{%- if p.distinct %}
-{{ distinct_flags(p, features, orders_cte, lines_cte) }},
+{%- set orders_rows = orders_cte %}
+{%- set lines_rows = lines_cte %}
+{%- if p.distinct_definitions | selectattr('source', 'equalto', 'orders') | list %}
+{{ item_steps(p, features, orders_cte, 'orders', 'defined_order_steps') }},
 
-{% endif -%}
+{% set orders_rows = 'defined_order_steps' %}
+{%- endif %}
+{%- if p.distinct_definitions | selectattr('source', 'equalto', 'lines') | list %}
+{{ item_steps(p, features, lines_cte, 'lines', 'defined_line_steps') }},
+
+{% set lines_rows = 'defined_line_steps' %}
+{%- endif -%}
 defined_instants AS (
     SELECT
         o.partition__,
@@ -55,8 +63,9 @@ defined_instants AS (
         {%- endfor %}
         {%- endif %}
         {{- define.instant_partials(p, features, 'orders') }}
+        {{- island_flags(p, features, 'orders') }}
         coalesce(bool_or({{ counted.counts('o', features) }}), FALSE) AS spine__
-    FROM {{ orders_cte }} AS o
+    FROM {{ orders_rows }} AS o
     GROUP BY o.partition__, o.order_at
 ),
 {%- if p.lines %}
@@ -67,8 +76,9 @@ defined_line_instants AS (
         o.partition__ AS line_partition,
         o.order_at AS line_time,
         {{- define.instant_partials(p, features, 'lines') }}
+        {{- island_flags(p, features, 'lines') }}
         count(*) AS lines__
-    FROM {{ lines_cte }} AS o
+    FROM {{ lines_rows }} AS o
     GROUP BY o.partition__, o.order_at
 ),
 {%- endif %}
@@ -102,9 +112,6 @@ defined_windowed AS (
     {%- if p.lines %}
     LEFT JOIN defined_line_instants AS li ON i.partition__ = li.line_partition AND i.feature_time = li.line_time
     {%- endif %}
-    {%- if p.distinct %}
-    LEFT JOIN distinct_flags AS f ON i.partition__ = f.partition__ AND i.feature_time = f.feature_time
-    {%- endif %}
     WINDOW
     {%- for name, f in p.frames | dictsort %}
     {{ name | ident }} AS (PARTITION BY i.partition__ ORDER BY i.feature_time {{ define.frame(f) }}){{ ',' if not loop.last }}
@@ -113,54 +120,52 @@ defined_windowed AS (
 {%- endmacro -%}
 
 {#- Exact distinct counts over sliding windows (PostgreSQL has no count(DISTINCT) OVER). Per
-    customer and item, the windows of the item's occurrences merge into islands: [a, b + W]
+    partition and item, the windows of the item's occurrences merge into islands: [a, b + W]
     from the island's first occurrence a to its last b (an occurrence within W of the
     previous one continues its island). At t the item is in the window iff an island has
     a <= t <= b + W (exclusive: a < t <= b + W), so the distinct count is the islands
     started by t less those whose last occurrence is before t - W: two running sums over the
-    instants, of the flags counted here per customer and instant. Lifetime: an island per
-    item, from its first occurrence, never ending. -#}
-{%- macro distinct_flags(p, features, orders_cte, lines_cte) -%}
-{%- for d in p.distinct_definitions %}
-{{ (d.name ~ '__steps') | ident }} AS (
+    instants (window_value), of flags counted per instant (island_flags). Lifetime: an island
+    per item, from its first occurrence, never ending.
+    item_steps: the rows of `rows_cte` (of `source`) with, per distinct definition, the
+    previous and next instant of the same item among the rows it reads (the same item twice
+    at one instant: the first copy has the second as next, the second the first as previous,
+    so each island is counted once). -#}
+{%- macro item_steps(p, features, rows_cte, source, name) -%}
+{%- set definitions = p.distinct_definitions | selectattr('source', 'equalto', source) | list %}
+{{ name }} AS (
     SELECT
-        partition__,
-        order_at,
-        lag(order_at) OVER item AS previous_at,
-        lead(order_at) OVER item AS next_at
-    FROM (
-        SELECT DISTINCT
-            o.partition__,
-            o.order_at,
-            o.{{ d.column | ident }} AS item
-        FROM {{ lines_cte if d.source == 'lines' else orders_cte }} AS o
-        WHERE {{ define.selects(d, 'o', features) }} AND o.{{ d.column | ident }} IS NOT NULL
-    ) AS occurrences
-    WINDOW item AS (PARTITION BY partition__, item ORDER BY order_at)
-),
-
-{% endfor -%}
-distinct_flags AS (
-    SELECT
-        partition__,
-        order_at AS feature_time,
-        {%- for x in p.distinct %}
-        count(*) FILTER (WHERE definition = {{ x.d.name | literal }} AND (previous_at IS NULL
-            {%- if x.window.hours is not none %}
-            OR order_at > previous_at + INTERVAL {{ (x.window.hours ~ ' hours') | literal }}
-            {%- endif %})) AS {{ (x.name ~ '__starts') | ident }},
-        count(*) FILTER (WHERE definition = {{ x.d.name | literal }}
-            {%- if x.window.hours is not none %} AND (next_at IS NULL
-            OR next_at > order_at + INTERVAL {{ (x.window.hours ~ ' hours') | literal }})
-            {%- else %} AND FALSE{% endif %}) AS {{ (x.name ~ '__lasts') | ident }}{{ ',' if not loop.last }}
+        {%- for d in definitions %}
+        lag(o.order_at) OVER {{ (d.name ~ '__items') | ident }} AS {{ (d.name ~ '__previous') | ident }},
+        lead(o.order_at) OVER {{ (d.name ~ '__items') | ident }} AS {{ (d.name ~ '__next') | ident }},
         {%- endfor %}
-    FROM (
-        {%- for d in p.distinct_definitions %}
-        SELECT {{ d.name | literal }} AS definition, partition__, order_at, previous_at, next_at
-        FROM {{ (d.name ~ '__steps') | ident }}
-        {{- '\n        UNION ALL' if not loop.last }}
-        {%- endfor %}
-    ) AS steps
-    GROUP BY partition__, order_at
+        o.*
+    FROM {{ rows_cte }} AS o
+    WINDOW
+    {%- for d in definitions %}
+    {{ (d.name ~ '__items') | ident }} AS (
+        PARTITION BY o.partition__, ({{ define.selects(d, 'o', features) }} AND o.{{ d.column | ident }} IS NOT NULL),
+        o.{{ d.column | ident }} ORDER BY o.order_at, o.order_id{{ ', o.line_number' if source == 'lines' }}
+    ){{ ',' if not loop.last }}
+    {%- endfor %}
 )
+{%- endmacro -%}
+
+{#- The island flags of each distinct count of `source`, as select-list items of an instant's
+    grouping: islands that start at it, and islands whose last occurrence it is. -#}
+{%- macro island_flags(p, features, source) -%}
+{%- for x in p.distinct if x.d.source == source %}
+{%- set read -%}
+{{ define.selects(x.d, 'o', features) }} AND o.{{ x.d.column | ident }} IS NOT NULL
+{%- endset %}
+        count(*) FILTER (WHERE {{ read }} AND (o.{{ (x.d.name ~ '__previous') | ident }} IS NULL
+            {%- if x.window.hours is not none %}
+            OR o.order_at > o.{{ (x.d.name ~ '__previous') | ident }} + INTERVAL {{ (x.window.hours ~ ' hours') | literal }}
+            {%- endif %})) AS {{ (x.name ~ '__starts') | ident }},
+        {%- if x.window.hours is not none %}
+        count(*) FILTER (WHERE {{ read }} AND (o.{{ (x.d.name ~ '__next') | ident }} IS NULL
+            OR o.{{ (x.d.name ~ '__next') | ident }} > o.order_at + INTERVAL {{ (x.window.hours ~ ' hours') | literal }}))
+            AS {{ (x.name ~ '__lasts') | ident }},
+        {%- endif %}
+{%- endfor %}
 {%- endmacro -%}
