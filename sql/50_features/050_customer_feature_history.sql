@@ -74,20 +74,8 @@ ANALYZE work.feature_scope;
 -- Unlogged (scratch) and CREATE TABLE AS, so that a full refresh may scan in parallel.
 {% call dist.scratch_table('work.feature_rows', 'customer_id', rows='the feature rows computed') -%}
 WITH {% call counted.order_instants(features) -%}
-        SELECT a.customer_key AS customer_id, a.order_at, a.amount, a.status
-        FROM work.feature_scope AS s
-        CROSS JOIN LATERAL (
-            SELECT max(p.order_at) AS previous_at
-            FROM stg.orders AS p
-            WHERE p.customer_key = s.customer_id AND p.customer_id = s.customer_id AND p.order_at < s.from_at
-                AND {{ counted.counts('p', features) }}
-        ) AS previous
-        INNER JOIN stg.orders AS a
-            ON a.customer_key = s.customer_id AND a.customer_id = s.customer_id
-            AND a.order_at >= least(
-                s.from_at - {{ ((features.windows_days | max) * 24 ~ ' hours') | literal }}::interval,
-                previous.previous_at
-            )
+        {{ counted.scope_orders(features, 'a.customer_key AS customer_id, a.order_at, a.amount, a.status',
+            (features.windows_days | max) * 24) | indent(8) }}
 {%- endcall %},
 
 windowed AS (
@@ -141,29 +129,14 @@ ANALYZE work.feature_rows;
 {% call dist.scratch_table('work.feature_rows', 'customer_id', rows='the feature rows computed') -%}
 -- not materialized: the window pass and the distinct counts each read stg.orders (cheaper
 -- than writing a million rows aside and reading them twice)
+{%- set order_columns = 'a.customer_key AS partition__, a.customer_id, a.customer_key, a.order_id, a.order_at, a.amount, '
+    ~ 'a.status' ~ sources.attribute_list(staging, 'a') %}
 WITH defined_orders AS NOT MATERIALIZED (
-    SELECT a.customer_key AS partition__, a.customer_id, a.customer_key, a.order_id, a.order_at, a.amount, a.status{{ sources.attribute_list(staging, 'a') }}
+    SELECT {{ order_columns }}
     FROM stg.orders AS a
     WHERE {{ versions.full_refresh() }} AND a.customer_id IS NOT NULL
     UNION ALL
-    SELECT a.customer_key AS partition__, a.customer_id, a.customer_key, a.order_id, a.order_at, a.amount, a.status{{ sources.attribute_list(staging, 'a') }}
-    FROM work.feature_scope AS s
-    {%- if defined.lookback_hours is not none %}
-    CROSS JOIN LATERAL (
-        SELECT max(p.order_at) AS previous_at
-        FROM stg.orders AS p
-        WHERE p.customer_key = s.customer_id AND p.customer_id = s.customer_id AND p.order_at < s.from_at
-            AND {{ counted.counts('p', features) }}
-    ) AS previous
-    {%- endif %}
-    INNER JOIN stg.orders AS a
-        ON
-            a.customer_key = s.customer_id AND a.customer_id = s.customer_id
-            {%- if defined.lookback_hours is not none %}
-            AND a.order_at >= least(
-                s.from_at - INTERVAL {{ (defined.lookback_hours ~ ' hours') | literal }}, previous.previous_at
-            )
-            {%- endif %}
+    {{ counted.scope_orders(features, order_columns, defined.lookback_hours) | indent(4) }}
 ),
 {%- if defined.lines %}
 

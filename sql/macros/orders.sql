@@ -1,8 +1,11 @@
 {#-
   Which staged orders count, written once: the features (50_features/050), the labels
   (55_labels/055) and the point-in-time retrieval (50_features/052) must count the same
-  orders, or a label would describe orders its row's features never saw.
+  orders, or a label would describe orders its row's features never saw. The macros emit
+  fragments that the stage files place at their own indentation, so their layout is linted
+  there (sqlfluff misreads a Jinja if's whitespace inside a macro).
 -#}
+-- sqlfluff:exclude_rules:layout.indent
 
 {#- True for an order `alias` that counts: it has a customer (an order without one cannot
     describe one), and its status is not in features.exclude_statuses (no status counts). -#}
@@ -60,6 +63,28 @@ order_instants AS (
     FROM orders
     GROUP BY customer_id, order_at
 )
+{%- endmacro -%}
+
+{#- A daily run's orders of the scope (work.feature_scope AS s): each customer's from its
+    instant on, reaching back `lookback_hours` (the widest window) or to its previous order
+    that counts, whichever is earlier; none: its whole history. `columns`: the select list,
+    over the order alias a. Base indentation 0: the caller indents it. -#}
+{%- macro scope_orders(features, columns, lookback_hours) -%}
+SELECT {{ columns }}
+FROM work.feature_scope AS s
+{%- if lookback_hours is not none %}
+CROSS JOIN LATERAL (
+    SELECT max(p.order_at) AS previous_at
+    FROM stg.orders AS p
+    WHERE p.customer_key = s.customer_id AND p.customer_id = s.customer_id AND p.order_at < s.from_at
+        AND {{ counts('p', features) }}
+) AS previous
+{%- endif %}
+INNER JOIN stg.orders AS a
+    ON a.customer_key = s.customer_id AND a.customer_id = s.customer_id
+    {%- if lookback_hours is not none %}
+    AND a.order_at >= least(s.from_at - INTERVAL {{ (lookback_hours ~ ' hours') | literal }}, previous.previous_at)
+    {%- endif %}
 {%- endmacro -%}
 
 {#- The windows of an entity `e` over its orders `o` as of e.as_of (50_features/052, in both
