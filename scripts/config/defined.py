@@ -362,6 +362,5 @@ def plan(define: tuple[Definition, ...], window_end: str, windows_days: list[int
                     for i, ((entity, source), group) in enumerate(groups.items(), start=1)]
     return {**customer, "columns": columns, "pass_columns": customer["columns"], "entities": entities,
             "as_of_groups": as_of_groups,
-            "any": bool(define), "aggregates": any(not d.ratio for d in define),
-            "customer_aggregates": bool(customer["columns"]), "builtin_frames": builtin_frames,
+            "any": bool(define), "builtin_frames": builtin_frames,
             "ratios": {d.name: d for d in define if d.ratio}}
