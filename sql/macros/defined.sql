@@ -58,13 +58,22 @@ RANGE BETWEEN INTERVAL {{ (f.hours ~ ' hours') | literal }} PRECEDING AND
         {{ x.part }}({{ value }}) FILTER (WHERE {{ sel }}) AS {{ x.name | ident }},
 {%- elif x.part in ('first', 'last') %}
         -- at one instant, the {{ x.part }} order by order id (and line by number)
-        {%- set desc = ' DESC' if x.part == 'last' else '' %}
-        (array_agg({{ value }} ORDER BY o.order_id{{ desc }}{{ (', o.line_number' ~ desc) if source == 'lines' }})
-            FILTER (WHERE {{ sel }} AND {{ value }} IS NOT NULL))[1] AS {{ x.name | ident }},
+        {{ at_instant(x.part, value, 'o.order_id' ~ (', o.line_number' if source == 'lines' else ''), sel ~ ' AND ' ~ value ~ ' IS NOT NULL') }} AS {{ x.name | ident }},
 {%- else %}
         coalesce(bool_or({{ sel }}), FALSE) AS {{ x.name | ident }},
 {%- endif %}
 {%- endfor %}
+{%- endmacro -%}
+
+{#- The first or last `value` of an instant's rows in `order` among those `where` selects:
+    every such pick of a grouping orders its array by the same key (first and last alike,
+    an entity's too), so PostgreSQL sorts the rows once for all of them instead of once per
+    aggregate and group. -#}
+{%- macro at_instant(which, value, order, where) -%}
+{%- set picked -%}
+array_agg({{ value }} ORDER BY {{ order }}) FILTER (WHERE {{ where }})
+{%- endset -%}
+({{ picked }})[{{ '1' if which == 'first' else 'cardinality(' ~ picked ~ ')' }}]
 {%- endmacro -%}
 
 {#- Window pass, step 2: each column from the partials over its frame (count_distinct: from

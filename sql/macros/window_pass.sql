@@ -58,8 +58,8 @@ defined_instants AS (
         sum(o.amount) FILTER (WHERE {{ counted.counts('o', features) }}) AS builtin__sum,
         {%- for entity in defined.entities %}
         -- the {{ entity.entity }} of the row: its counted orders', the last by order id
-        (array_agg(o.{{ entity.entity | ident }} ORDER BY o.order_id DESC)
-            FILTER (WHERE {{ counted.counts('o', features) }}))[1] AS {{ ('entity__' ~ entity.entity) | ident }},
+        {{ define.at_instant('last', 'o.' ~ (entity.entity | ident), 'o.order_id', counted.counts('o', features)) }}
+            AS {{ ('entity__' ~ entity.entity) | ident }},
         {%- endfor %}
         {%- endif %}
         {{- define.instant_partials(p, features, 'orders') }}
