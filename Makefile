@@ -7,7 +7,9 @@ PY := $(VENV)/bin/python
 CONFIG ?= configs/pipeline.yaml
 ROWS ?= 1000000
 BENCH_ARGS ?=
-ENTITIES ?= entities.csv
+# e.g. EXPORT_ARGS=--exact-decimals (money as decimal128 rather than float64)
+EXPORT_ARGS ?=
+ENTITIES ?=
 OUT ?= features.csv
 PYTEST_ARGS ?=
 # test processes (pytest-xdist workers, each with its own throwaway server); 0 runs in this process
@@ -36,12 +38,18 @@ all: install db-up ## Install, start PostgreSQL, run every stage on the sample (
 	@echo "== running the pipeline: $(CONFIG)"
 	$(RUN)
 
-install: $(VENV)/.installed ## Create .venv and install requirements.txt
+install: $(VENV)/.installed $(VENV)/.on-path ## Create .venv, install requirements.txt, put the repository on its path
 
 $(VENV)/.installed: requirements.txt
 	@echo "== creating $(VENV) and installing requirements.txt"
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --disable-pip-version-check -q -r requirements.txt
+	touch $@
+
+# the repository on the venv's path (a .pth file): `.venv/bin/python -c "from scripts import api"`
+# works from any folder
+$(VENV)/.on-path: $(VENV)/.installed
+	$(PY) -c "import pathlib, sysconfig; pathlib.Path(sysconfig.get_paths()['purelib'], 'raw_to_ready.pth').write_text('$(CURDIR)\n')"
 	touch $@
 
 # the benchmark's comparator (DuckDB): only `make bench` installs it
@@ -50,20 +58,20 @@ $(VENV)/.bench-installed: $(VENV)/.installed requirements-bench.txt
 	$(PY) -m pip install --disable-pip-version-check -q -r requirements-bench.txt
 	touch $@
 
-db-up: install ## Start the embedded PostgreSQL (unless DATABASE_URL is set) and print its URL
-	$(PY) -m scripts.db.server up
+db-up: install ## Start the embedded PostgreSQL (unless DATABASE_URL is set), make CONFIG's database, print its URL
+	$(PY) -m scripts.db.server up --config $(CONFIG)
 
 db-stop: install ## Stop the embedded PostgreSQL
 	$(PY) -m scripts.db.server stop
 
-psql: install ## Open psql on the pipeline database
-	$(PY) -m scripts.db.server psql
+psql: install ## Open psql on the database of CONFIG's pipeline
+	$(PY) -m scripts.db.server psql --config $(CONFIG)
 
-migrate: install ## Apply pending schema migrations
-	$(PY) -m scripts.db.migrate
+migrate: install ## Apply pending schema migrations to CONFIG's database
+	$(PY) -m scripts.db.migrate --config $(CONFIG)
 
-roles: install ## Create the owner, loader and reader roles and set this database up (as a DBA)
-	$(PY) -m scripts.db.roles
+roles: install ## Create the owner, loader and reader roles and set CONFIG's database up (as a DBA)
+	$(PY) -m scripts.db.roles --config $(CONFIG)
 
 ingest: install ## Run through ingest: COPY the configured files into raw.raw_events
 	$(RUN) --stage ingest
@@ -83,11 +91,16 @@ features: install ## Run through features (unpublished: `all` ends with the regi
 splits: install ## Run through splits (unpublished: `all` ends with the registry, which publishes)
 	$(RUN) --stage splits
 
-retrieve: install ## Features as of any instant: ENTITIES=customer_id,as_of CSV -> OUT=CSV
+retrieve: install ## Features as of any instant: make retrieve ENTITIES=<customer_id,as_of CSV> [OUT=features.csv]
+	@if [ -z "$(ENTITIES)" ]; then \
+		echo "usage: make retrieve ENTITIES=<CSV with customer_id,as_of> [OUT=features.csv] [CONFIG=...]" >&2; \
+		echo "  ENTITIES: a CSV file with the header customer_id,as_of and one row per (customer, instant)" >&2; \
+		exit 2; \
+	fi
 	$(PY) -m scripts.serve.retrieve --config $(CONFIG) --entities $(ENTITIES) --out $(OUT)
 
-export: install ## Write the training set to artifacts/datasets/<feature_version>/ (Parquet, manifest)
-	$(PY) -m scripts.serve.export --config $(CONFIG)
+export: install ## Write the training set to artifacts/datasets/<pipeline>/<feature_version>/ (hive Parquet; EXPORT_ARGS=--exact-decimals)
+	$(PY) -m scripts.serve.export --config $(CONFIG) $(EXPORT_ARGS)
 
 train: install ## Fit and score the baseline models: meta.model_runs, artifacts/models/<version>/
 	$(PY) -m scripts.serve.train --config $(CONFIG)
@@ -98,8 +111,8 @@ render: install ## Write every stage's rendered SQL to artifacts/rendered/ for p
 schemas: install ## Write configs/schemas/*.json (JSON Schemas editors check configs with) from the config code
 	$(PY) -m scripts.config.schema
 
-report: install ## Print the path of the latest HTML report (and open it where a browser exists)
-	$(PY) -m scripts.reports.html --open
+report: install ## Print the path of CONFIG's latest HTML report (and open it where a browser exists)
+	$(PY) -m scripts.reports.html --open --config $(CONFIG)
 
 lint: install ## Lint sql/ with sqlfluff (.sqlfluff), on every core
 	@echo "== sqlfluff lint sql/"
@@ -140,10 +153,10 @@ citus-up: install ## Build Citus once (.citus/), start a coordinator and two wor
 citus-down: install ## Stop the local Citus cluster (its data stays in .citus/)
 	$(PY) -m scripts.db.citus down
 
-demo-dirty: install ## Run the bundled dirty sample: the gate fails on purpose (runner exit 1)
+demo-dirty: install ## Run the dirty sample in its own pipeline (dirty_sample): the gate fails on purpose (exit 1)
 	$(PY) -m scripts.run --config configs/pipeline_dirty.yaml
 
-demo-uci: install db-up ## Run the real UCI Online Retail lines: a source model, quarantine (exit 0)
+demo-uci: install ## Run the real UCI Online Retail lines in their own pipeline (uci_online_retail): exit 0
 	$(PY) -m scripts.run --config configs/uci_online_retail.yaml
 
 clean: ## Remove generated artifacts (reports, rendered SQL, runs, benchmark data)

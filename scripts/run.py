@@ -40,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="how long to wait for another run's lock on the database (default: %(default)g; 0: not at all)")
     parser.add_argument("--full-refresh", action="store_true",
                         help="validate, stage and recompute everything, not just the new files")
+    parser.add_argument("--take-over", action="store_true",
+                        help="run on a database that another pipeline owns, making it this pipeline's")
     parser.add_argument("--render", action="store_true", help="write the rendered SQL and exit; no database")
     parser.add_argument("--out", default="artifacts/rendered", help="where --render writes (default: %(default)s)")
     args = parser.parse_args(argv)
@@ -55,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
             log(f"rendered {path}")
         return EXIT_PASSED
     code, _ = run_pipeline(args.config, through=args.stage, warn_error=args.warn_error,
-                           lock_timeout=args.lock_timeout, full_refresh=args.full_refresh)
+                           lock_timeout=args.lock_timeout, full_refresh=args.full_refresh,
+                           take_over=args.take_over)
     return code
 
 

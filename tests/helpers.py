@@ -43,7 +43,10 @@ class Project:
     ) -> str:
         exp_name = name.replace(".yaml", "_expectations.yaml")
         (self.root / "configs" / exp_name).write_text(yaml.safe_dump(expectations or {}), encoding="utf-8")
+        # one pipeline per scratch project whatever the file's name (a test's variants of a
+        # config are the same pipeline's), unless the test names another: pipeline=...
         config: dict[str, Any] = {
+            "name": sections.pop("pipeline", "project"),
             "sources": [{"name": "orders", "paths": paths}],
             "expectations": f"configs/{exp_name}",
         }

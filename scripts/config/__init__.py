@@ -8,8 +8,8 @@
     fields.py        constants and small readers every section uses (the package's leaf)
 """
 
-from scripts.config.pipeline import PipelineConfig, load
+from scripts.config.pipeline import PipelineConfig, load, name_of
 from scripts.config.source_files import SourceFile, project_root, resolve
 from scripts.errors import ConfigError
 
-__all__ = ["ConfigError", "PipelineConfig", "SourceFile", "load", "project_root", "resolve"]
+__all__ = ["ConfigError", "PipelineConfig", "SourceFile", "load", "name_of", "project_root", "resolve"]

@@ -10,6 +10,7 @@ ignored with a note). configs/schemas/*.json describe the same keys for editors 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,18 +21,24 @@ from scripts.config.fields import load_yaml, unknown_key
 from scripts.config.sections import (Alerts, Distribution, Features, Labels, Retention, Splits, Staging, Validation,
                                      parse_alerts, parse_distribution, parse_features, parse_labels, parse_retention,
                                      parse_splits, parse_staging, parse_validation)
-from scripts.config.source_files import SourceFile, parse_columns, parse_sources, project_root, resolve
+from scripts.config.source_files import SourceFile, missing, parse_columns, parse_sources, project_root, resolve
 from scripts.errors import ConfigError
+from scripts.paths import REPO_ROOT
 
 # The top-level keys of configs/pipeline.yaml (db: the original project's connection, ignored).
-PIPELINE_KEYS = {"sources", "columns", "expectations", "staging", "features", "labels", "splits", "validation",
+PIPELINE_KEYS = {"name", "sources", "columns", "expectations", "staging", "features", "labels", "splits", "validation",
                  "retention", "alerts", "distribution", "db"}
 DEFAULT_EXPECTATIONS = "configs/expectations.yaml"
+REPO_EXPECTATIONS = REPO_ROOT / DEFAULT_EXPECTATIONS  # the bundled rules
+# A pipeline's name: its database on the embedded server, and what owns a database elsewhere.
+NAME_PATTERN = re.compile(r"[a-z][a-z0-9_]{0,62}")
+RESERVED_NAMES = ("postgres", "template0", "template1")
 
 
 @dataclass(frozen=True)
 class PipelineConfig:
     path: Path
+    name: str  # `name:`, else the config file's stem (pipeline_name)
     expectations_path: Path
     files: list[SourceFile]
     columns: dict[str, str | None]  # canonical column -> source column (None: not mapped)
@@ -62,6 +69,7 @@ def load(config_path: str | Path) -> PipelineConfig:
     if unknown:
         raise unknown_key(path, unknown[0], PIPELINE_KEYS)
     root = project_root(path)
+    name = pipeline_name(path, raw.get("name"))
     notes = []
     if "db" in raw:
         # the original project kept its connection here; credentials never live in a committed file
@@ -87,6 +95,12 @@ def load(config_path: str | Path) -> PipelineConfig:
     if not isinstance(exp_name, str):
         raise ConfigError(path, "expectations", "must be the path of the expectations file")
     exp_path = Path(resolve(root, exp_name))
+    if not exp_path.is_file():
+        if "expectations" in raw:
+            raise ConfigError(path, "expectations", missing(path, exp_name, "expectations file"))
+        raise ConfigError(path, "expectations", f"not set, so the default {DEFAULT_EXPECTATIONS} is read, and "
+                          f"{missing(path, exp_name)}; set expectations: to your rules file (a copy of "
+                          f"{REPO_EXPECTATIONS} to start from), as an absolute path or one relative to {root}")
     expectations_raw = load_yaml(exp_path)
     models = {f.source_name: f.model for f in files}
     rules = {key: value for key, value in expectations_raw.items() if key != "drift"}
@@ -95,6 +109,7 @@ def load(config_path: str | Path) -> PipelineConfig:
     ) + drift.build_drift_checks(exp_path, expectations_raw.get("drift"), features)
     return PipelineConfig(
         path=path,
+        name=name,
         expectations_path=exp_path,
         files=files,
         columns=columns,
@@ -109,3 +124,25 @@ def load(config_path: str | Path) -> PipelineConfig:
         distribution=distribution,
         notes=notes,
     )
+
+
+def name_of(config_path: str | Path) -> str:
+    """The pipeline name of a config, without checking the rest of it (for the commands
+    that only need to find the pipeline's database)."""
+    path = Path(config_path)
+    return pipeline_name(path, load_yaml(path).get("name"))
+
+
+def pipeline_name(path: Path, given: Any) -> str:
+    """The pipeline's name: ``name:`` as written, else the config file's stem made into one
+    (lower case, other characters as underscores: ``my-orders.yaml`` -> ``my_orders``)."""
+    if given is None:
+        derived = re.sub(r"[^a-z0-9_]", "_", path.stem.lower())[:63]
+        derived = derived if derived[:1].isalpha() else f"p_{derived}"[:63]
+        return derived if derived not in RESERVED_NAMES else f"{derived}_pipeline"
+    if not isinstance(given, str) or not NAME_PATTERN.fullmatch(given):
+        raise ConfigError(path, "name", f"{given!r} is not a pipeline name: a lower-case letter, then up to 62 "
+                          "lower-case letters, digits or underscores (it names the pipeline's database)")
+    if given in RESERVED_NAMES:
+        raise ConfigError(path, "name", f"{given!r} is PostgreSQL's own database: choose another name")
+    return given

@@ -151,6 +151,9 @@ def pipeline_schema() -> dict[str, Any]:
         "$schema": DRAFT, "$id": "pipeline.schema.json", "title": "raw-to-ready pipeline config",
         "type": "object", "additionalProperties": False, "required": ["sources"],
         "properties": {
+            "name": {"type": "string", "pattern": r"^[a-z][a-z0-9_]{0,62}$", "not": {"enum": ["postgres", "template0", "template1"]},
+                     "description": "the pipeline's name (default: the config file's stem): its database on the "
+                                    "embedded server; a database another pipeline owns is refused"},
             "sources": {"type": "array", "minItems": 1, "items": source},
             "columns": {"type": "object",
                         "properties": {name: {"type": "string" if required else ["string", "null"], "minLength": 1}

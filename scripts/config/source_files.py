@@ -40,6 +40,20 @@ def project_root(config_path: Path) -> Path:
     return folder.parent if folder.name == "configs" else folder
 
 
+def missing(config_path: Path, name: str, what: str = "file") -> str:
+    """What a path error says: the path as written, the absolute path it was resolved to
+    and the folder it was resolved against (and why that folder: project_root)."""
+    root = project_root(config_path)
+    absolute = Path(name).expanduser()
+    if absolute.is_absolute():
+        return f"no such {what}: {absolute}"
+    absolute = root / absolute
+    why = ("the folder around the configs/ folder the config lies in" if root != config_path.resolve().parent
+           else "the config's own folder")
+    return (f"no such {what}: {name} (resolved to {absolute.resolve()}, against {root}, {why}; "
+            "relative paths never depend on the directory you run from)")
+
+
 def resolve(root: Path, name: str) -> str:
     """``name`` from a config, as the runner shows and stores it: relative to the working
     directory when it lies under it, else absolute; URIs (s3://...) as they are."""
@@ -124,7 +138,7 @@ def parse_sources(path: Path, root: Path, sources: Any) -> list[SourceFile]:
             except ConfigError as exc:  # an S3 location that holds nothing: say which config names it
                 raise ConfigError(path, f"{key}.paths", str(exc)) from None
             if not matches:
-                raise ConfigError(path, f"{key}.paths", f"no such file: {pattern}")
+                raise ConfigError(path, f"{key}.paths", missing(path, pattern))
             for match in matches:
                 if match not in seen:
                     seen.add(match)
@@ -138,10 +152,9 @@ def model_file(path: Path, root: Path, key: str, model: Any) -> str | None:
         return None
     if not isinstance(model, str) or not model.endswith(".sql"):
         raise ConfigError(path, key, "must be the path of a source model's .sql file")
-    model = resolve(root, model)
-    if not Path(model).is_file():
-        raise ConfigError(path, key, f"no such file: {model}")
-    return model
+    if not Path(resolve(root, model)).is_file():
+        raise ConfigError(path, key, missing(path, model))
+    return resolve(root, model)
 
 
 def parse_columns(path: Path, columns: Any, attributes: dict[str, str] | None = None) -> dict[str, str | None]:

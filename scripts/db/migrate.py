@@ -17,6 +17,7 @@ that needs the connecting role itself (CREATE EXTENSION as a superuser) starts w
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import re
 import sys
@@ -26,10 +27,12 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 
-from scripts.db import roles, server
+from scripts import config
+from scripts.db import connection, pipelines, roles
 from scripts.db.locks import MIGRATION_LOCK_KEY
-from scripts.errors import MigrationError, failure
+from scripts.errors import EXIT_CODES_HELP, MigrationError, failure
 from scripts.paths import SQL_DIR
 
 MIGRATIONS_DIR = SQL_DIR / "migrations"
@@ -125,6 +128,40 @@ def apply_pending(
     return applied_now
 
 
+def psql_script(files: list[Path]) -> str:
+    """migrate.psql for the DBA route: every migration not yet recorded in
+    meta.schema_migrations applied and recorded as apply_pending does, each in its own
+    transaction, and one recorded with another checksum refused (run without psql -1)."""
+    lines = ["-- The migrations, applied and recorded in meta.schema_migrations as `make migrate` does:",
+             "-- each one not recorded yet, in its own transaction; one recorded with another checksum",
+             "-- stops the script. Run it whole, without --single-transaction:",
+             "--   psql -v ON_ERROR_STOP=1 -f migrate.psql",
+             f"\\ir migrations/{HISTORY_FILE.name}"]
+    for path in files:
+        version, description = NAME_RE.match(path.name).groups()
+        v, name, digest = (sql.Literal(x).as_string(None) for x in (version, path.name, checksum(path)))
+        edited = sql.Literal(f"migration V{version} was edited after it was applied; restore {path.name}")
+        recorded = f"SELECT 1 FROM meta.schema_migrations WHERE version = {v} AND is_success"
+        lines += [
+            "",
+            f"-- V{version} {description.replace('_', ' ')}",
+            f"DO $edited$ BEGIN IF EXISTS ({recorded} AND checksum_sha256 <> {digest}) THEN "
+            f"RAISE EXCEPTION {edited.as_string(None)}; END IF; END $edited$;",
+            f"SELECT NOT EXISTS ({recorded}) AS pending \\gset",
+            "\\if :pending",
+            "BEGIN;",
+            f"\\ir migrations/{path.name}",
+            "INSERT INTO meta.schema_migrations (version, description, script, checksum_sha256, execution_ms,"
+            " is_success, applied_by)",
+            f"VALUES ({v}, {sql.Literal(description.replace('_', ' ')).as_string(None)}, {name}, {digest}, 0, TRUE,"
+            " session_user);",
+            "COMMIT;",
+            f"\\echo applied migration V{version} {description}",
+            "\\endif",
+        ]
+    return "\n".join(lines) + "\n"
+
+
 def _check_history(conn: psycopg.Connection, files: list[Path]) -> None:
     """Refuse a history the files no longer explain, as Flyway's validate does."""
     on_disk = {NAME_RE.match(p.name).group(1): p for p in files}
@@ -159,12 +196,19 @@ def _record(
     )
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m scripts.db.migrate", epilog=EXIT_CODES_HELP,
+                                     description="Apply the pending schema migrations (sql/migrations/) to the "
+                                                 "database of the pipeline of --config (make migrate).")
+    parser.add_argument("--config", default="configs/pipeline.yaml", help="pipeline config (default: %(default)s)")
+    args = parser.parse_args(argv)
     try:
-        with psycopg.connect(server.resolve_database_url(), autocommit=True) as conn:
+        url = pipelines.database_url(config.name_of(args.config))
+        with psycopg.connect(url, autocommit=True) as conn:
             applied = apply_pending(conn)
     except Exception as exc:  # noqa: BLE001 - every failure is one message and an exit code
-        return failure(exc)
+        # a failed connection: its cause and fix (scripts/db/connection.py)
+        return failure(connection.connect_error(exc) if connection.is_connect_failure(exc) else exc)
     print(f"{len(applied)} migration(s) applied" if applied else "schema is up to date")
     return 0
 

@@ -17,15 +17,17 @@ as the loader. ``migrator_role`` tells scripts/db/migrate.py to run a migration 
 
 from __future__ import annotations
 
+import argparse
 import sys
 from collections.abc import Callable
 
 import psycopg
 
+from scripts import config
 from scripts.console import mask_database_url
-from scripts.db import server
+from scripts.db import connection, pipelines
 from scripts.db.locks import MIGRATION_LOCK_KEY
-from scripts.errors import EmbeddedServerError
+from scripts.errors import EXIT_CODES_HELP, ConfigError, EmbeddedServerError, failure
 from scripts.paths import SQL_DIR
 
 OWNER = "raw_to_ready_owner"
@@ -90,14 +92,23 @@ def set_up(conn: psycopg.Connection, log: Callable[[str], None] = print) -> None
         conn.remove_notice_handler(notice)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m scripts.db.roles", epilog=EXIT_CODES_HELP,
+                                     description="Create the owner, loader and reader roles and set the database of "
+                                                 "the pipeline of --config up for them, as a DBA (make roles).")
+    parser.add_argument("--config", default="configs/pipeline.yaml", help="pipeline config (default: %(default)s)")
+    args = parser.parse_args(argv)
     url = ""
     try:
-        url = server.resolve_database_url()
+        url = pipelines.database_url(config.name_of(args.config))
         with psycopg.connect(url, autocommit=True) as conn:
             set_up(conn)
             database, user = conn.execute("SELECT current_database(), current_user").fetchone()
+    except ConfigError as exc:
+        return failure(exc)
     except (EmbeddedServerError, psycopg.Error) as exc:
+        if connection.is_connect_failure(exc):  # its cause and fix (scripts/db/connection.py)
+            return failure(connection.connect_error(exc, url or None))
         print(f"error: {str(exc).strip()}", file=sys.stderr)  # the server's hint included
         if url:
             print(f"  (database: {mask_database_url(url)})", file=sys.stderr)

@@ -10,6 +10,9 @@ creates, because PostgreSQL refuses to run as root.
     python -m scripts.db.server url     # print the URL of the running server
     python -m scripts.db.server psql    # open psql on the pipeline database
     python -m scripts.db.server stop    # stop the server
+
+up, url and psql act on the database of the pipeline of --config (default
+configs/pipeline.yaml): each pipeline has its own (scripts/db/pipelines.py).
 """
 
 from __future__ import annotations
@@ -24,12 +27,13 @@ from pathlib import Path
 import psycopg
 from psycopg import conninfo, sql
 
+from scripts import config
 from scripts.console import mask_database_url
-from scripts.errors import EmbeddedServerError
+from scripts.db import connection
+from scripts.errors import EXIT_USAGE, CommandError, ConfigError, EmbeddedServerError, failure
 from scripts.paths import REPO_ROOT
 
 DEFAULT_PGDATA = REPO_ROOT / ".pgdata"
-DATABASE_NAME = "raw_to_ready"
 
 
 def _pgserver():  # noqa: ANN202 - module object
@@ -93,7 +97,7 @@ def with_database(url: str, dbname: str) -> str:
     return conninfo.make_conninfo(**params)
 
 
-def ensure_database(admin_url: str, dbname: str = DATABASE_NAME) -> str:
+def ensure_database(admin_url: str, dbname: str) -> str:
     """Create ``dbname`` on the server if it is missing; return its URL."""
     with psycopg.connect(admin_url, autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (dbname,)).fetchone()
@@ -102,15 +106,25 @@ def ensure_database(admin_url: str, dbname: str = DATABASE_NAME) -> str:
     return with_database(admin_url, dbname)
 
 
-def embedded_database_url(pgdata: Path = DEFAULT_PGDATA) -> str:
-    """Start the embedded server if needed and return the pipeline database's URL."""
-    return ensure_database(start_server(pgdata))
-
-
-def resolve_database_url() -> str:
-    """DATABASE_URL when set, else the embedded server under the repository."""
+def pipeline_database_url(name: str, *, create: bool = True) -> str:
+    """The URL of pipeline ``name``'s database: DATABASE_URL when set, else the embedded
+    server's database of that name (started if needed, the database made when ``create``;
+    without it a missing database is a CommandError saying how to make it)."""
     url = os.environ.get("DATABASE_URL", "").strip()
-    return url or embedded_database_url()
+    if url:
+        return url
+    admin = start_server()
+    if create:
+        return ensure_database(admin, name)
+    with psycopg.connect(admin, autocommit=True) as conn:
+        found = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone()
+        names = [r[0] for r in conn.execute(
+            "SELECT datname FROM pg_database WHERE NOT datistemplate AND datname <> 'postgres' ORDER BY 1")]
+    if not found:
+        known = f" (the embedded server has: {', '.join(names)})" if names else " (the embedded server has none yet)"
+        raise CommandError(f"pipeline {name} has no database yet{known}: run it first, "
+                           f"`make all CONFIG=<its config>`", EXIT_USAGE)
+    return with_database(admin, name)
 
 
 def stop_server(pgdata: Path = DEFAULT_PGDATA) -> bool:
@@ -133,20 +147,23 @@ def psql_binary() -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m scripts.db.server", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m scripts.db.server", description=__doc__.splitlines()[0],
+                                     epilog="up, url and psql act on the database of the pipeline of --config.")
     parser.add_argument("command", choices=["up", "url", "psql", "stop"])
+    parser.add_argument("--config", default="configs/pipeline.yaml", help="pipeline config (default: %(default)s)")
     args = parser.parse_args(argv)
     try:
         if args.command == "stop":
             stopped = stop_server()
             print("embedded PostgreSQL stopped" if stopped else "embedded PostgreSQL was not running")
             return 0
-        url = resolve_database_url()
+        name = config.name_of(args.config)
+        url = pipeline_database_url(name, create=args.command == "up")
         if args.command == "up":
             where = "DATABASE_URL" if os.environ.get("DATABASE_URL") else f"embedded server in {DEFAULT_PGDATA}"
             with psycopg.connect(url, connect_timeout=10) as conn:
                 version = conn.execute("SHOW server_version").fetchone()[0]
-            print(f"PostgreSQL {version} ready ({where}): {mask_database_url(url)}")
+            print(f"PostgreSQL {version} ready ({where}), pipeline {name}: {mask_database_url(url)}")
         elif args.command == "url":
             print(url)
         else:
@@ -157,7 +174,11 @@ def main(argv: list[str] | None = None) -> int:
                 env["PGPASSWORD"] = str(params.pop("password"))
             psql = str(psql_binary())
             os.execve(psql, [psql, conninfo.make_conninfo(**params)], env)
+    except (ConfigError, CommandError) as exc:
+        return failure(exc)
     except (EmbeddedServerError, psycopg.Error) as exc:
+        if connection.is_connect_failure(exc):  # its cause and fix (scripts/db/connection.py)
+            return failure(connection.connect_error(exc))
         print(f"error: {str(exc).strip()}", file=sys.stderr)
         if os.environ.get("DATABASE_URL"):
             print(f"  (DATABASE_URL is {mask_database_url(os.environ['DATABASE_URL'])})", file=sys.stderr)

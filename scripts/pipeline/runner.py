@@ -17,13 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg.types.json import Jsonb
 
 from scripts import errors
 from scripts.config import PipelineConfig
 from scripts.config import load as load_config
 from scripts.console import log, peak_rss_mib
-from scripts.db import connection, distribution, migrate, roles, server
-from scripts.db.execute import counted_rows, execute_sql
+from scripts.db import connection, distribution, migrate, pipelines, roles, server
+from scripts.db.execute import counted_rows, execute_sql, read_rows
 from scripts.db import locks
 from scripts.errors import ConfigError, NeedsFullRefresh, StageError, ValidationFailed
 from scripts.ingest import cache, copy, sources as sources_mod
@@ -52,7 +53,8 @@ def set_run_settings(conn: psycopg.Connection, settings: dict[str, str]) -> None
 
 @contextmanager
 def stage_timer(run: Run, stage: Stage) -> Iterator[dict[str, Any]]:
-    record: dict[str, Any] = {"stage": stage.name, "status": "running", "rows": None, "seconds": None}
+    record: dict[str, Any] = {"stage": stage.name, "status": "running", "rows": None, "seconds": None,
+                              "table": stage.table}
     run.stages.append(record)
     if stage.data:
         log(f"[{stage.name:<8}] running ...")  # a long stage shows it started; the ok line follows
@@ -66,11 +68,11 @@ def stage_timer(run: Run, stage: Stage) -> Iterator[dict[str, Any]]:
         raise
     finally:
         record["seconds"] = round(time.perf_counter() - started, 3)
+        # the rows it wrote to its table, then what it read (labelled)
         rows = "" if record["rows"] is None else f"{record['rows']:>10,} rows"
-        rate = ""
-        if record["rows"] and record["seconds"] > 0 and stage.data:
-            rate = f"  {record['rows'] / record['seconds']:>12,.0f} rows/s"
-        log(f"[{stage.name:<8}] {record['status']:<6} {rows:>15} {record['seconds']:>8.2f} s{rate}")
+        wrote = f"  {stage.table}" if record["rows"] is not None and stage.table else ""
+        read = f"; {record['read']:,} {record['read_what']}" if record.get("read") is not None else ""
+        log(f"[{stage.name:<8}] {record['status']:<6} {rows:>15} {record['seconds']:>8.2f} s{wrote}{read}")
         record_stage(run, record)
 
 
@@ -102,10 +104,13 @@ def stage_migrate(run: Run, stage: Stage) -> None:
                 execute_sql(run.conn, name, text, save_sql(run, name, text))
         # this run holds the lock: a run still marked running was killed
         run.conn.execute("UPDATE meta.runs SET status = 'error', finished_at = now() WHERE status = 'running'")
+        taken_from = pipelines.claim(run.conn, run.config.name, run.config.path, run.run_id)
         run.conn.execute(
-            "INSERT INTO meta.runs (run_id, config_path) VALUES (%s, %s) ON CONFLICT DO NOTHING",
-            (run.run_id, str(run.config.path)),
+            "INSERT INTO meta.runs (run_id, config_path, pipeline) VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+            (run.run_id, str(run.config.path), run.config.name),
         )
+    if taken_from:
+        log(f"  this database was pipeline {taken_from}'s; it is now pipeline {run.config.name}'s (--take-over)")
     # from here on the session runs as the loader: no stage can change the raw layer
     roles.become_loader(run.conn)
     # before any data work: every source model returns the canonical columns and types
@@ -158,8 +163,8 @@ def gate(run: Run, stage: Stage, record: dict[str, Any]) -> None:
     checks = results.fetch_checks(run.conn, run.run_id, run.config.checks, level,
                                   run.config.validation.failure_sample_size)
     run.results[level] = checks
-    if checks:  # the rows checked (a conditional check looks at fewer)
-        record["rows"] = max(check["row_count"] for check in checks)
+    if checks and stage.read:  # the rows checked (a conditional check looks at fewer)
+        record["read"], record["read_what"] = max(check["row_count"] for check in checks), stage.read
 
 
 def stop_at_gate(run: Run, stage: Stage) -> None:
@@ -191,6 +196,8 @@ def run_files(run: Run, stage: Stage, record: dict[str, Any]) -> None:
         done += execute_sql(run.conn, name, text, save_sql(run, name, text))
     rows = counted_rows(done)
     record["rows"] = 0 if rows is None else rows
+    if (read := read_rows(done)) is not None:
+        record["read"], record["read_what"] = read
     record["sql_sha256"] = sha256_text("".join(digests))
 
 
@@ -207,7 +214,11 @@ def stage_registry(run: Run, stage: Stage) -> None:
                 "source_sha256": json.dumps(hashes["source"], sort_keys=True),
             })
             run_files(run, stage, record)
-    log(f"  feature_version {run.feature_version}")
+        published = run.conn.execute("SELECT max(version_number) FROM meta.feature_versions").fetchone()[0]
+    if record["rows"]:
+        log(f"  published version {published}: feature_version {run.feature_version}")
+    else:
+        log(f"  nothing changed: version {published} stays published (feature_version {run.feature_version})")
 
 
 RUNNERS: dict[str, Callable[[Run, Stage], None]] = {
@@ -250,6 +261,7 @@ def run_pipeline(
     run_id: str | None = None,
     lock_timeout: float = 600.0,
     full_refresh: bool = False,
+    take_over: bool = False,
 ) -> tuple[int, dict[str, Any]]:
     """Run every stage up to and including ``through``; return (exit code, report)."""
     run_id = run_id or new_run_id()
@@ -267,16 +279,19 @@ def run_pipeline(
             log(f"note: {note}")
         sources = describe_sources(config, reread=full_refresh)
         sources_mod.check_rule_columns(config, sources)
-        conn = connect(database_url or server.resolve_database_url(), run_id)
+        report["pipeline"] = config.name
+        conn = connect(database_url or pipelines.database_url(config.name), run_id)
         run = Run(config=config, run_id=run_id, conn=conn, out_dir=ARTIFACTS / "runs" / run_id,
                   warn_error=warn_error, sources=sources, full_refresh=full_refresh)
-        log(f"run {run_id}: {config.path} -> {len(sources)} source file(s), stages through {through}")
+        log(f"run {run_id}: pipeline {config.name} ({config.path}) -> {len(sources)} source file(s), "
+            f"stages through {through}")
         # content only, so known before any stage: the training set carries it
         run.context = context_mod.template_context(config, sources)
         run.rendered = context_mod.render_stages(config, sources)
         run.hashes = context_mod.content_hashes(config, sources, run.rendered)
         check_patterns(conn, config)
         locks.lock_pipeline(conn, lock_timeout, log)
+        pipelines.check(conn, config.name, config.path, take_over)
         stages = [BY_NAME[name] for name in STAGE_NAMES[: STAGE_NAMES.index(through) + 1]]
         position = 0
         while position < len(stages):
@@ -344,7 +359,8 @@ def finish_run(run: Run, report: dict[str, Any], code: int) -> None:
     report.update({
         "feature_version": run.feature_version,
         "refresh": {"full": run.plan.full_refresh, "reason": run.plan.reason,
-                    "version_number": run.plan.version_number} if run.plan else None,
+                    "version_number": run.plan.version_number,
+                    "published_version": run.plan.published_version} if run.plan else None,
         "stages": run.stages,
         "sources": [
             {"source": s["source_name"], "path": s["path"], "sha256": s["sha256"], "bytes": s["bytes"],
@@ -363,8 +379,8 @@ def finish_run(run: Run, report: dict[str, Any], code: int) -> None:
             return
         with run.conn.transaction():
             run.conn.execute(
-                "UPDATE meta.runs SET finished_at = now(), status = %s, exit_code = %s WHERE run_id = %s",
-                (status, code, run.run_id),
+                "UPDATE meta.runs SET finished_at = now(), status = %s, exit_code = %s, report = %s WHERE run_id = %s",
+                (status, code, Jsonb({**report, "exit_code": code}, dumps=lambda value: json.dumps(value, default=str)), run.run_id),
             )
     except psycopg.Error:
         pass

@@ -37,7 +37,7 @@ class Run:
     @property
     def settings(self) -> dict[str, str]:
         """What every stage's SQL may read with current_setting('raw_to_ready.*')."""
-        return {"run_id": self.run_id, "feature_version": versions.feature_version(self.hashes),
+        return {"run_id": self.run_id, "pipeline": self.config.name, "feature_version": versions.feature_version(self.hashes),
                 **(self.plan.settings if self.plan else {})}
 
     @property

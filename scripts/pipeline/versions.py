@@ -102,7 +102,7 @@ def write_psql_settings(config: Any, sources: list[dict[str, Any]], hashes: dict
                         target: Path) -> Path:
     """The settings the stage files read, for a full refresh run with psql (the runner sets
     them per transaction); the version numbers come from the database at run time."""
-    values = {"full_refresh": "on", "work_files": ",".join(dict.fromkeys(s["sha256"] for s in sources)),
+    values = {"pipeline": config.name, "full_refresh": "on", "work_files": ",".join(dict.fromkeys(s["sha256"] for s in sources)),
               "removed_files": "",
               "definition_sha256": definition_sha256(config),
               "feature_version": feature_version(hashes), "git_commit": "",
@@ -178,4 +178,4 @@ def plan(conn: psycopg.Connection, named: list[str], definition: str, force_full
 
 def describe(plan_: Plan, log: Callable[[str], None]) -> None:
     log(f"  {'full refresh' if plan_.full_refresh else 'incremental'}: {plan_.reason}; "
-        f"changes go into version {plan_.version_number}")
+        f"what changes becomes version {plan_.version_number}")

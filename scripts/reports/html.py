@@ -32,6 +32,8 @@ from typing import Any
 
 import jinja2
 
+from scripts import config
+from scripts.errors import ConfigError, failure
 from scripts.paths import ARTIFACTS
 from scripts.reports import html_view as view
 from scripts.reports.html_format import fmt_duration, fmt_int, fmt_time, path_pieces, short_hash
@@ -171,10 +173,11 @@ def index_row(path: Path, report: dict[str, Any]) -> dict[str, Any]:
         "started": fmt_time(report.get("started_at")).removesuffix(" UTC"),
         "duration": fmt_duration(report),
         "ingested": fmt_int((stages.get("ingest") or {}).get("rows")),
-        "in_splits": fmt_int((stages.get("splits") or {}).get("rows")),
+        "in_splits": fmt_int((stages.get("splits") or {}).get("read")),
         "checks": (f"{failing} fail, {warned} warn" if checks else "—")
                   + (f", {quarantined:,} quarantined" if quarantined else ""),
         "feature_version": short_hash(report.get("feature_version")),
+        "pipeline": report.get("pipeline") or "—",
         "config": path_pieces(report.get("config")),
     }
 
@@ -200,10 +203,12 @@ def write_index(folder: Path) -> Path:
 # --- command line -------------------------------------------------------------------------
 
 
-def latest_page(folder: Path) -> Path | None:
-    """The page of the newest run in ``folder`` that has one."""
+def latest_page(folder: Path, pipeline: str | None = None) -> Path | None:
+    """The page of the newest run in ``folder`` that has one (of ``pipeline``'s runs, if given)."""
     reports, _ = read_reports(folder)
-    for path, _report in reports:
+    for path, report in reports:
+        if pipeline is not None and report.get("pipeline") != pipeline:
+            continue
         if path.with_suffix(".html").is_file():
             return path.with_suffix(".html")
     return None
@@ -223,10 +228,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--folder", type=Path, default=ARTIFACTS / "reports",
                         help="where the reports are (default: artifacts/reports)")
     parser.add_argument("--open", action="store_true", help="also open it in a browser, where one can show it")
+    parser.add_argument("--config", help="only the runs of this config's pipeline (make report: CONFIG's)")
     args = parser.parse_args(argv)
-    page_path = latest_page(args.folder) if args.folder.is_dir() else None
+    try:
+        pipeline = config.name_of(args.config) if args.config else None
+    except ConfigError as exc:
+        return failure(exc)
+    page_path = latest_page(args.folder, pipeline) if args.folder.is_dir() else None
     if page_path is None:
-        print(f"no HTML run report in {args.folder}/ yet: `make all` runs the pipeline and writes one",
+        whose = f" of pipeline {pipeline}" if pipeline else ""
+        make = f"`make all CONFIG={args.config}`" if args.config else "`make all`"
+        print(f"no HTML run report{whose} in {args.folder}/ yet: {make} runs the pipeline and writes one",
               file=sys.stderr)
         return 1
     print(page_path)

@@ -12,6 +12,17 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
+def outcome(result: dict[str, Any], check: dict[str, Any]) -> str:
+    """A check's sentence in the report: what it found when it did not pass; a pass reads as
+    one (no offender, or some within its thresholds). A drift check's carries its figures."""
+    if result["status"] != "pass" or result["level"] == "drift" or not check.get("passed"):
+        return result["message"]
+    if not result["failing_count"]:
+        return check["passed"]
+    return (f"{check.get('found', result['message'])}: {result['failing_count']:,} of {result['row_count']:,} "
+            f"({result['failing_percent']}%), within its thresholds")
+
+
 def fetch_checks(conn: psycopg.Connection, run_id: str, checks_config: list[dict[str, Any]], level: str,
                  sample_size: int) -> list[dict[str, Any]]:
     """This run's results of one level's checks, each with up to ``sample_size`` samples
@@ -53,7 +64,7 @@ def fetch_checks(conn: psycopg.Connection, run_id: str, checks_config: list[dict
             "failing_count": r["failing_count"],
             "failing_percent": r["failing_percent"],
             "row_count": r["row_count"],
-            "message": r["message"],
+            "message": outcome(r, by_id.get(r["check_id"], {})),
             # a drift check's measured value and the baseline run's (meta.profiles)
             **({"measured": r["measured"], "baseline": r["baseline"]} if r["level"] == "drift" else {}),
             "implicit": bool(by_id.get(r["check_id"], {}).get("implicit")),
@@ -98,10 +109,12 @@ def quarantine_summary(checks: list[dict[str, Any]]) -> dict[str, Any]:
     return {"records": sum(per_check.values()), "by_check": per_check}
 
 
-# The run 066 compares with: the latest earlier run that passed and left a profile.
+# The run 069 compares with (its drift_baseline_run, as it chose it): the latest earlier run
+# of the same pipeline that passed and left a profile.
 BASELINE_SQL = """
 SELECT r.run_id FROM meta.runs AS r
 WHERE r.status = 'passed' AND r.run_id != %(run)s
+  AND r.pipeline = (SELECT t.pipeline FROM meta.runs AS t WHERE t.run_id = %(run)s)
   AND EXISTS (SELECT 1 FROM meta.profiles AS p WHERE p.run_id = r.run_id)
 ORDER BY r.started_at DESC, r.run_id DESC LIMIT 1
 """

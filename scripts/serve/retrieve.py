@@ -47,7 +47,7 @@ from scripts import config as config_mod
 from scripts.config import PipelineConfig
 from scripts.config.columns import feature_columns as config_feature_columns
 from scripts.console import log
-from scripts.db import connection, server
+from scripts.db import connection, pipelines
 from scripts.errors import EXIT_PASSED, EXIT_RUNTIME, EXIT_USAGE, CommandError, ConfigError, EmbeddedServerError, failure
 
 CHUNK = 1 << 20  # bytes per COPY write
@@ -318,10 +318,11 @@ def retrieve(config_path: str | Path, entities: str | Path, out: str | Path,
     header = read_header(entities)
     check_out(out, entities)
     try:
-        url = database_url or server.resolve_database_url()
+        url = database_url or pipelines.database_url(config.name, create=False)
     except EmbeddedServerError as exc:
         raise runtime_error(str(exc)) from None
     with connect(url) as conn:
+        pipelines.check_reader(conn, config.name, config.path)
         check_function(conn, config)
         with conn.transaction():
             # naive as_of values are wall-clock times in the source's zone, like order timestamps

@@ -1,7 +1,7 @@
 {%- import 'macros/results.sql' as results -%}
--- Drift checks: this run's profile (065, 067) against the baseline, the latest earlier run that
--- passed and left a profile. Writes one row per drift check to meta.validation_results
--- (level 'drift') with what it measured and the baseline's value:
+-- Drift checks: this run's profile (065, 067) against the baseline, the latest earlier run of
+-- the same pipeline that passed and left a profile. Writes one row per drift check to
+-- meta.validation_results (level 'drift') with what it measured and the baseline's value:
 --   row_count        |change| of the batch's orders against the baseline's batch, in %
 --   null_rate.<col>  |change| of a batch column's null rate, in percentage points
 --   psi.<col>        population stability index of the batch's amount or of a feature:
@@ -31,6 +31,7 @@ SELECT r.run_id
 FROM meta.runs AS r
 WHERE
     r.status = 'passed'
+    AND r.pipeline = current_setting('raw_to_ready.pipeline')
     AND r.run_id != current_setting('raw_to_ready.run_id')
     AND EXISTS (
         SELECT 1 FROM meta.profiles AS p
