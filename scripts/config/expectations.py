@@ -12,7 +12,10 @@ meta.quarantine and left out of staging, and the run goes on unless ``error_if``
 A rule that judges one value at a time may look at some rows only (``where``: a small
 structured condition on other columns, never SQL) and may pass on a share of its non-null
 values (``mostly``, Great Expectations' option); such a check counts its own rows, its
-*domain*, and its percentages are shares of that domain. A range implies its column's type.
+*domain*, and its percentages are shares of that domain. non_null's ``mostly`` is, as in
+Great Expectations, the share of all its rows (of its ``where``'s, if any) that must be
+non-null: it narrows no domain and is exactly ``error_if: '>(1 - mostly) * 100%'``. A check
+takes ``mostly`` or ``error_if``, not both. A range implies its column's type.
 Everything a user can get wrong is refused here with the file, the key and what to do.
 """
 
@@ -25,10 +28,11 @@ from typing import Any
 
 from scripts.config.fields import (NUMERIC_TYPES, STAGING_CRITICAL, SUPPORTED_TYPES, TIMESTAMP_TYPES,
                                    whole_number)
-from scripts.config.rules import (COMMON_OPTIONS, LEVEL_KEYS, MOSTLY_RULES, NEVER, ORDER_COLUMNS, ORDER_OPTIONS,
-                                  ORDER_RULES, QUARANTINE_RULES, RANGE_OPTIONS, RULE_KEYS, WHERE_RULES, WHERE_TESTS,
-                                  parse_threshold, range_params)
+from scripts.config.rules import (COMMON_OPTIONS, LEVEL_KEYS, MOSTLY_OF_ALL_ROWS, MOSTLY_RULES, NEVER, ORDER_COLUMNS,
+                                  ORDER_OPTIONS, ORDER_RULES, QUARANTINE_RULES, RANGE_OPTIONS, RULE_KEYS, WHERE_RULES,
+                                  WHERE_TESTS, parse_threshold, range_params)
 from scripts.config.rules import message as rule_message
+from scripts.config.rules import passed_message
 from scripts.errors import ConfigError
 
 
@@ -54,19 +58,27 @@ def _check(path: Path, key: str, rule: str, column: str | None, spec: dict[str, 
     error_if = parse_threshold(path, f"{key}.error_if", spec.get("error_if", default_threshold))
     warn_if = parse_threshold(path, f"{key}.warn_if", spec.get("warn_if", default_threshold))
     text = rule_message(rule, column, params)
+    passed = passed_message(rule, column, params)
     if "where" in params:
         text += f" where {_where_text(params['where'])}"
+        passed += f" where {_where_text(params['where'])}"
+    found = text  # what it found, before its threshold: "customer_id has null values"
     if "mostly" in params:
-        if "error_if" in spec:
-            raise ConfigError(path, f"{key}.mostly", "mostly is this check's error threshold: give mostly "
-                                                     "or error_if, not both")
         # mostly: 0.95 -> more than 5 % of the non-null values failing breaches (exactly: the
-        # share is a decimal, never a binary fraction); warn_if, unless given, is the same
+        # share is a decimal, never a binary fraction); warn_if, unless given, is the same.
+        # non_null: more than 5 % of all its rows null (Great Expectations' mostly there)
         failing_share = (1 - Decimal(str(params["mostly"]))) * 100
+        base = ("of those rows" if "where" in params else "of its rows") if rule in MOSTLY_OF_ALL_ROWS \
+            else "of its non-null values"
+        if "error_if" in spec:
+            raise ConfigError(path, f"{key}.mostly", f"mostly is this check's error threshold (mostly: "
+                                                     f"{params['mostly']} fails on more than "
+                                                     f"{failing_share.normalize():f}% {base}): give mostly or "
+                                                     "error_if, not both")
         error_if = {"op": ">", "value": float(failing_share), "percent": True}
         if "warn_if" not in spec:
             warn_if = dict(error_if)
-        text += f" in more than {failing_share.normalize():f}% of its non-null values"
+        text += f" in more than {failing_share.normalize():f}% {base}"
     name = rule if column is None else f"{rule}.{column}"
     return {
         "id": f"orders.{name}" if level == "orders" else name,
@@ -80,13 +92,17 @@ def _check(path: Path, key: str, rule: str, column: str | None, spec: dict[str, 
         "warn_if": warn_if,
         "params": params,
         "message": text,
-        # the check counts its own rows (where, or the non-null values for mostly)
-        "has_domain": "where" in params or "mostly" in params,
+        "passed": passed,  # what the report says of it when it found no offender
+        "found": found,  # ... and, with its counts, when its offenders are within its thresholds
+        # the check counts its own rows (where, or the non-null values for mostly; non_null's
+        # mostly is a share of all its rows)
+        "has_domain": "where" in params or ("mostly" in params and rule not in MOSTLY_OF_ALL_ROWS),
     }
 
 
 def _row_options(path: Path, key: str, rule: str, spec: dict[str, Any], level: str) -> dict[str, Any]:
-    """where (a condition on other columns) and mostly (a share of non-null values), checked."""
+    """where (a condition on other columns) and mostly (a share of non-null values; non_null's:
+    of all its rows), checked."""
     options: dict[str, Any] = {}
     if "where" in spec:
         if rule not in WHERE_RULES:
@@ -94,15 +110,13 @@ def _row_options(path: Path, key: str, rule: str, spec: dict[str, Any], level: s
                                                     f"{', '.join(sorted(WHERE_RULES))})")
         options["where"] = _where(path, f"{key}.where", spec["where"], level)
     if "mostly" in spec:
-        if rule == "non_null":
-            raise ConfigError(path, f"{key}.mostly", "non_null has no share of non-null values to pass: allow "
-                                                     "a share of all rows with error_if, e.g. error_if: '>5%'")
         if rule not in MOSTLY_RULES:
             raise ConfigError(path, f"{key}.mostly", f"{rule} has no values to pass a share of (rules that take "
                                                      f"mostly: {', '.join(sorted(MOSTLY_RULES))})")
         mostly = spec["mostly"]
+        what = "rows that must be non-null" if rule in MOSTLY_OF_ALL_ROWS else "non-null values that must pass"
         if isinstance(mostly, bool) or not isinstance(mostly, (int, float)) or not 0 <= mostly <= 1:
-            raise ConfigError(path, f"{key}.mostly", f"must be the share of non-null values that must pass, "
+            raise ConfigError(path, f"{key}.mostly", f"must be the share of {what}, "
                                                      f"from 0 to 1 (0.95: 95 %), got {mostly!r}")
         options["mostly"] = mostly
     return options
@@ -383,7 +397,7 @@ def _require(path: Path, checks: list[dict[str, Any]], rule: str, column: str, p
         checks.append(check)
         return
     existing["critical"] = True
-    if existing["has_domain"]:
+    if existing["has_domain"] or "mostly" in existing["params"]:
         option = "where" if "where" in existing["params"] else "mostly"
         raise ConfigError(path, f"{existing['key']}.{option}",
                           f"staging reads every record of this column, so this rule cannot look at some "

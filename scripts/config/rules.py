@@ -26,15 +26,15 @@ class Rule:
     orders: bool  # may be written at the orders level (over what the source models produce)
     quarantine: bool  # at the records level, its offending records can be told apart and set aside
     where: bool  # judges one value at a time, so it may look at some rows only (where:)
-    mostly: bool  # may pass on a share of its non-null values (mostly:)
+    mostly: bool  # may pass on a share (mostly:): of its non-null values; non_null's, of all its rows
 
 
 RULES: dict[str, Rule] = {rule.name: rule for rule in (
     Rule("required_columns", orders=True, quarantine=True, where=False, mostly=False),
     Rule("min_rows", orders=True, quarantine=False, where=False, mostly=False),
     Rule("max_rows", orders=True, quarantine=False, where=False, mostly=False),
-    # non_null's share of all rows is error_if: '>5%', so it takes no mostly
-    Rule("non_null", orders=True, quarantine=True, where=True, mostly=False),
+    # non_null's mostly is the share of all its rows that must be non-null (MOSTLY_OF_ALL_ROWS)
+    Rule("non_null", orders=True, quarantine=True, where=True, mostly=True),
     # unique judges a key against the others: mostly, but no where
     Rule("unique", orders=True, quarantine=True, where=False, mostly=True),
     Rule("types", orders=False, quarantine=True, where=True, mostly=True),
@@ -49,6 +49,10 @@ QUARANTINE_RULES = {name for name, rule in RULES.items() if rule.quarantine}
 ORDER_RULES = {name for name, rule in RULES.items() if rule.orders}
 WHERE_RULES = {name for name, rule in RULES.items() if rule.where}
 MOSTLY_RULES = {name for name, rule in RULES.items() if rule.mostly}
+# As in Great Expectations (expect_column_values_to_not_be_null), non_null's mostly is a share
+# of every row it looks at: its nulls are what it counts, so they cannot be left out of its
+# base as the other rules leave them out (sql/macros/rules.sql, order_rules.sql: in_domain).
+MOSTLY_OF_ALL_ROWS = {"non_null"}
 LEVEL_KEYS = {"records", "orders"}
 # where and mostly are refused, naming the rules that take them, on any other rule
 COMMON_OPTIONS = {"severity", "error_if", "warn_if", "action", "where", "mostly"}
@@ -68,10 +72,15 @@ UNIT_MONTHS = {"month": 1, "year": 12}
 MAX_OFFSET_DAYS = 366_000  # about 1000 years: further than that is a typo (and out of timestamp range)
 
 
-def parse_threshold(path: Path, key: str, value: Any) -> dict[str, Any] | None:
+SHARE_CEILING = "a check's share of the rows it looks at cannot exceed 100 %; at most '>=100%' (every row)"
+
+
+def parse_threshold(path: Path, key: str, value: Any, ceiling: str | None = SHARE_CEILING) -> dict[str, Any] | None:
     """'>0', '>=10', '>0.5%' or a bare count (meaning '>count') -> {op, value, percent}.
 
-    Only '>' and '>=' exist: a threshold says how many offending records are too many.
+    Only '>' and '>=' exist: a threshold says how many offending records are too many. A
+    percentage that can never be breached ('>150%', '>100%') is refused, ``ceiling`` saying
+    why, unless ``ceiling`` is None (a percentage change, which may exceed 100 %).
     """
     if value is NEVER:
         return NEVER
@@ -86,7 +95,11 @@ def parse_threshold(path: Path, key: str, value: Any) -> dict[str, Any] | None:
         raise ConfigError(path, key, f"cannot read threshold {value!r}: write it as '>0', '>=10' or '>0.5%' "
                                      "(only > and >= compare a number of offending records)")
     op, number, percent = match.groups()
-    return {"op": op or ">", "value": float(number), "percent": bool(percent)}
+    threshold = {"op": op or ">", "value": float(number), "percent": bool(percent)}
+    if ceiling and percent and (threshold["value"] > 100 or (threshold["value"] == 100 and threshold["op"] == ">")):
+        raise ConfigError(path, key, f"{str(value).strip()!r} can never be breached: {ceiling}; "
+                                     "write a smaller share, e.g. '>5%'")
+    return threshold
 
 
 def message(rule: str, column: str | None, params: dict[str, Any]) -> str:
@@ -131,6 +144,24 @@ def message(rule: str, column: str | None, params: dict[str, Any]) -> str:
         return f"{column} has values not matching {params['pattern']}"
     raise AssertionError(rule)
 
+
+
+def passed_message(rule: str, column: str | None, params: dict[str, Any]) -> str:
+    """What a check that found no offender says: message()'s sentence, the other way round."""
+    if rule == "required_columns":
+        return f"{column} is in the source"
+    if rule == "min_rows":
+        return f"at least {params['min']} rows"
+    if rule == "max_rows":
+        return f"at most {params['max']} rows"
+    if rule == "exact_duplicates":
+        return "no record is an exact repeat of another"
+    if rule == "max_decimal_places":
+        return f"{column} has at most {params['places']} decimal places"
+    if rule == "matches":
+        return f"{column} has only values matching {params['pattern']}"
+    found = message(rule, column, params)  # "<column> has <what it looks for>"
+    return found.replace(" has ", " has no ", 1)
 
 
 def range_params(path: Path, key: str, spec: dict[str, Any], level: str, column: str) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """Execute rendered SQL files and turn server errors into file:line:column messages.
 
 A file runs as one multi-statement query. A statement reports the rows it wrote as the
-stage's count when a line of its leading comment says so: ``-- rows: <what they are>``
-(``statements()`` finds the statements and their leading comments as PostgreSQL splits
+stage's count when a line of its leading comment says so: ``-- rows: <what they are>``, and
+the rows it made aside (a scratch table: what the stage computed, before it writes only what
+changed) as what the stage read with ``-- read: <what they are>`` (``statements()`` finds the statements and their leading comments as PostgreSQL splits
 them: strings, quoted names, dollar quotes and comments are not split).
 """
 
@@ -17,6 +18,7 @@ import psycopg
 from scripts.errors import StageError
 
 ROWS_TAG = re.compile(r"^--\s*rows:\s*(.+)$", re.MULTILINE)
+READ_TAG = re.compile(r"^--\s*read:\s*(.+)$", re.MULTILINE)
 WORD = re.compile(r"[A-Za-z_][A-Za-z_0-9$]*")
 DOLLAR_TAG = re.compile(r"\$([A-Za-z_][A-Za-z_0-9]*)?\$")
 
@@ -28,6 +30,7 @@ class Result:
     command: str
     rows: int
     counted: str | None  # the statement's ``-- rows:`` text: its rows are the stage's count
+    read: str | None = None  # the statement's ``-- read:`` text: its rows are what the stage read
 
 
 def statements(text: str) -> list[tuple[str, str]]:
@@ -106,18 +109,25 @@ def execute_sql(conn: psycopg.Connection, name: str, text: str, saved_path: Path
         raise StageError(describe_sql_error(exc, name, text, saved_path), exc.diag.sqlstate) from None
     if not any(command for command, _ in results) and len(results) == 1:
         results = []  # a file of comments only: PostgreSQL answers with an empty query
-    tags = [match.group(1).strip() if (match := ROWS_TAG.search(comments)) else None
-            for comments, _ in statements(text)]
+    found = statements(text)
+    tags = [match.group(1).strip() if (match := ROWS_TAG.search(comments)) else None for comments, _ in found]
+    reads = [match.group(1).strip() if (match := READ_TAG.search(comments)) else None for comments, _ in found]
     if len(tags) != len(results):  # only a bug in statements() could do this: say so, not miscount
         raise StageError(f"{saved_path or name}: found {len(tags)} statements but PostgreSQL ran {len(results)}; "
                          "the -- rows: counts cannot be matched (please report it)")
-    return [Result(command, rows, tag) for (command, rows), tag in zip(results, tags)]
+    return [Result(command, rows, tag, read) for (command, rows), tag, read in zip(results, tags, reads)]
 
 
 def counted_rows(results: list[Result]) -> int | None:
     """The rows the ``-- rows:`` statements wrote, or None when no statement counts."""
     counted = [result.rows for result in results if result.counted is not None]
     return sum(counted) if counted else None
+
+
+def read_rows(results: list[Result]) -> tuple[int, str] | None:
+    """The rows the ``-- read:`` statements made and what they are, or None."""
+    read = [result for result in results if result.read is not None]
+    return (sum(result.rows for result in read), read[0].read) if read else None
 
 
 def describe_sql_error(exc: psycopg.Error, name: str, text: str, saved_path: Path | None) -> str:

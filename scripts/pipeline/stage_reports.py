@@ -12,7 +12,8 @@ from scripts.reports import results
 
 def splits(run: Run, record: dict[str, Any]) -> None:
     run.splits = results.fetch_splits(run.conn, run.run_id)
-    record["rows"] = sum(split["row_count"] for split in run.splits)  # rows assigned to a split
+    record["read"] = sum(split["row_count"] for split in run.splits)  # rows assigned to a split
+    record["read_what"] = "rows in a split"
     for split in run.splits:
         span = (f"from {split['starts_at'] or 'the start'} to before {split['ends_before'] or 'the end'}"
                 if split["row_count"] else "empty")
@@ -24,7 +25,8 @@ def splits(run: Run, record: dict[str, Any]) -> None:
 
 def profile(run: Run, record: dict[str, Any]) -> None:
     run.profile = results.fetch_profile(run.conn, run.run_id)
-    record["rows"] = run.profile["batch"]["row_count"] + run.profile["features"]["sampled_rows"]
+    record["read"] = run.profile["batch"]["row_count"]
+    record["read_what"] = f"batch orders and {run.profile['features']['sampled_rows']:,} feature rows profiled"
     baseline = run.profile["baseline_run_id"]
     log(f"  profiled {run.profile['batch']['row_count']:,} batch orders, {run.profile['features']['sampled_rows']:,}"
         f" of {run.profile['features']['row_count']:,} feature rows; drift against "

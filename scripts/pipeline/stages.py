@@ -2,8 +2,9 @@
 
 A stage's name is its ``--stage`` value, its make target and its folder under sql/
 (``sql/NN_<name>/``, whose files it runs in name order: scripts/db/render.py). Each stage
-runs in one transaction. A stage's row count is what its ``-- rows:`` statements wrote
-(scripts/db/execute.py), unless its checks or its report count rows (below).
+runs in one transaction. A stage's row count is what its ``-- rows:`` statements wrote to
+its table (``table`` below; scripts/db/execute.py); what it read, when that says more, is
+counted by its ``-- read:`` statements or by its checks or report (``read`` below).
 
 Adding a stage: a folder sql/NN_<name>/ with its files, a row here, a make target.
 """
@@ -19,20 +20,28 @@ class Stage:
     kind: str = "sql"  # how the runner runs it: migrate | ingest | sql | registry (pipeline/runner.py)
     gate_level: str | None = None  # its checks (records | orders | drift) can stop the run
     report: str | None = None  # what it adds to the report: splits | profile (pipeline/stage_reports.py)
-    data: bool = True  # works on the batch's rows: the log shows it start, and its rows per second
+    data: bool = True  # works on the batch's rows: the log shows it start
+    table: str = ""  # the table its row count is of: the rows it wrote there
+    read: str | None = None  # what its checks count as read (else its report or -- read: statements)
 
 
 STAGES: tuple[Stage, ...] = (
-    Stage("migrate", kind="migrate", data=False),  # migrations, then 00_migrate (Citus tables)
-    Stage("ingest", kind="ingest"),  # COPY per file into raw.raw_events (scripts/ingest/copy.py)
-    Stage("validate", gate_level="records"),  # record-level rules, quarantine
-    Stage("model", gate_level="orders"),  # the source models, then order-level rules
-    Stage("stage"),  # stg.orders
-    Stage("features"),
-    Stage("labels"),
-    Stage("splits", report="splits"),
-    Stage("profile", gate_level="drift", report="profile"),  # profiles, drift checks
-    Stage("registry", kind="registry", data=False),  # records the version and publishes it
+    # migrations, then 00_migrate (Citus tables)
+    Stage("migrate", kind="migrate", data=False, table="meta.schema_migrations"),
+    # COPY per file (scripts/ingest/copy.py)
+    Stage("ingest", kind="ingest", table="raw.raw_events"),
+    # record-level rules, quarantine
+    Stage("validate", gate_level="records", table="meta.quarantine", read="records checked"),
+    # the source models, then order-level rules
+    Stage("model", gate_level="orders", table="stg.model_orders", read="orders checked"),
+    Stage("stage", table="stg.orders"),
+    Stage("features", table="feats.customer_feature_history"),
+    Stage("labels", table="feats.customer_label_history"),
+    Stage("splits", report="splits", table="meta.dataset_split_history"),
+    # profiles, drift checks
+    Stage("profile", gate_level="drift", report="profile", table="meta.profiles"),
+    # records the version and publishes it
+    Stage("registry", kind="registry", data=False, table="meta.feature_versions"),
 )
 STAGE_NAMES: list[str] = [stage.name for stage in STAGES]
 BY_NAME: dict[str, Stage] = {stage.name: stage for stage in STAGES}

@@ -62,11 +62,14 @@ def stage_chart(stages: list[dict[str, Any]]) -> dict[str, Any]:
         seconds = float(stage.get("seconds") or 0)
         y = top + i * (bar_h + gap)
         bar_w = max(1.5, area * seconds / longest)
-        rows = "" if stage.get("rows") is None else f" · {fmt_int(stage.get('rows'))} rows"
+        rows = "" if stage.get("rows") is None else f" · {fmt_int(stage.get('rows'))} written"
         status = "" if stage.get("status") == "ok" else f" · {stage.get('status')}"
         value = f"{fmt_seconds(seconds)}{rows}{status}"
+        # the tip says where the rows went and what the stage read
+        where = f" to {stage['table']}" if stage.get("table") and stage.get("rows") is not None else ""
+        read = f"; {fmt_int(stage['read'])} {stage.get('read_what', 'read')}" if stage.get("read") is not None else ""
         bars.append({
-            "tip": f"{stage.get('stage')}: {value}",
+            "tip": f"{stage.get('stage')}: {value}{where}{read}",
             "label": svg_text(label_w - 8, y + bar_h - 4, stage.get("stage"), "end", 13),
             "bar": svg_rect(label_w, y, float(bar_w), bar_h, STAGE_COLOUR.get(str(stage.get("status")), AXIS),
                             rx=2),

@@ -67,7 +67,9 @@ def header(report: dict[str, Any]) -> dict[str, Any]:
     if refresh:
         parts = ["full refresh" if refresh.get("full") else "incremental"]
         if refresh.get("version_number") is not None:
-            parts.append(f"version {refresh['version_number']}")
+            published = next((s.get("rows") for s in report.get("stages") or [] if s.get("stage") == "registry"), None)
+            parts.append(f"version {refresh['version_number']}" if published != 0
+                         else f"nothing changed: version {refresh.get('published_version')} stays published")
         if refresh.get("reason"):
             parts.append(str(refresh["reason"]))
         refresh_text = " · ".join(parts)
@@ -82,6 +84,7 @@ def header(report: dict[str, Any]) -> dict[str, Any]:
             meta("started", fmt_time(report.get("started_at"))),
             meta("finished", fmt_time(report.get("finished_at"))),
             meta("duration", fmt_duration(report)),
+            meta("pipeline", str(report.get("pipeline") or "—")),
             meta("config", path_pieces(report.get("config")), "path"),
             meta("feature_version", short_hash(report.get("feature_version"), 16), "hash"),
             meta("refresh", refresh_text),
@@ -127,12 +130,12 @@ def summary(report: dict[str, Any]) -> dict[str, Any]:
 
     return {"cards": [
         card("rows ingested", fmt_int((stages.get("ingest") or {}).get("rows"))),
-        card("records validated", fmt_int((stages.get("validate") or {}).get("rows"))),
+        card("records validated", fmt_int((stages.get("validate") or {}).get("read"))),
         card("checks", fmt_int(len(checks)) if reached else "—"),
         card("failing", fmt_int(counts["fail"]) if reached else "—", "bad" if counts["fail"] else ""),
         card("warnings", fmt_int(counts["warn"]) if reached else "—", "warn" if counts["warn"] else ""),
         card("quarantined records", fmt_int(quarantined) if reached else "—", "quar" if quarantined else ""),
-        card("rows in splits", fmt_int((stages.get("splits") or {}).get("rows"))),
+        card("rows in splits", fmt_int((stages.get("splits") or {}).get("read"))),
     ]}
 
 
@@ -205,13 +208,16 @@ def stages(report: dict[str, Any]) -> dict[str, Any]:
 
 
 def thresholds(check: dict[str, Any]) -> list[str]:
-    """The check's thresholds, one a line."""
-    lines = [f"{word} if {check[key]}" for key, word in (("error_if", "error"), ("warn_if", "warn"))
-             if check.get(key)]
-    if not lines:
-        severity = check.get("severity")
-        lines.append("error if >0" if severity == "error" else "warn if >0" if severity == "warn" else "—")
-    return lines
+    """The thresholds the check has, one a line: a warn-severity check never errs, so it shows
+    its warn_if only; an error-severity one its error_if, and its warn_if where that warns
+    below it (a warn_if equal to error_if never warns on its own)."""
+    error_if, warn_if, severity = check.get("error_if"), check.get("warn_if"), check.get("severity")
+    lines = []
+    if severity == "error" and error_if:
+        lines.append(f"error if {error_if}")
+    if warn_if and (severity == "warn" or warn_if != error_if):
+        lines.append(f"warn if {warn_if}")
+    return lines or ["—"]
 
 
 def samples(check: dict[str, Any]) -> dict[str, Any] | None:

@@ -93,7 +93,11 @@ def run_suite(report: dict[str, Any], timestamp: str) -> ET.Element:
     errors = "\n".join(str(e) for e in report.get("errors") or [])
     for name, stage in last.items():
         case = _case(classname, name, stage.get("seconds"))
-        rows = "" if stage.get("rows") is None else f"{stage['rows']:,} rows"
+        rows = "" if stage.get("rows") is None else f"{stage['rows']:,} rows written"
+        if stage.get("table") and stage.get("rows") is not None:
+            rows += f" to {stage['table']}"
+        if stage.get("read") is not None:
+            rows += f"; {stage['read']:,} {stage.get('read_what', 'read')}"
         out = [f"{name}: {stage['status']} {rows}".rstrip()]
         out += [f"started over after: {line}" for line in earlier.get(name, [])]
         message = str(stage.get("message") or "")

@@ -19,6 +19,7 @@ SELECT meta.set_run_setting('timezone', {{ staging.source_timezone | literal }})
 -- the run's start, for a range relative to now
 {{ rules.remember_run_start() }}
 
+-- rows: records quarantined
 INSERT INTO meta.quarantine (
     run_id, check_id, event_id, file_sha256, file_path, line_number, failing_value, payload
 )

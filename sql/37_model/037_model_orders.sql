@@ -31,7 +31,7 @@ SELECT meta.set_run_setting('citus.max_intermediate_result_size', '-1');
 -- Unlogged: rebuilt by every run from raw.raw_events. CREATE TABLE AS (not INSERT) so
 -- that PostgreSQL may scan and cast the batch with parallel workers (on Citus: sharded
 -- like stg.orders, by customer_key).
-{% call dist.scratch_table('stg.model_orders', 'customer_key', rows='the orders the source models produced') -%}
+{% call dist.scratch_table('stg.model_orders', 'customer_key', rows='orders the source models produced') -%}
 {%- for model in models %}
 -- source {{ model.source_name }}: the model {{ model.path }}
 SELECT

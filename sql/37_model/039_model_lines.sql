@@ -15,7 +15,7 @@
 SELECT meta.set_run_setting('citus.enable_repartition_joins', 'on');
 {%- endif %}
 
-{% call dist.scratch_table('stg.model_lines', 'customer_key', rows='the lines the lines models produced') -%}
+{% call dist.scratch_table('stg.model_lines', 'customer_key') -%}
 SELECT
     -- a line without its order has no customer_key (and no order_at: the check below stops);
     -- a distribution column takes no NULL

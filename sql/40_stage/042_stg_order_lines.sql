@@ -13,7 +13,7 @@
 -- their lines leave here. An order's customer and instant are copied from the batch, where
 -- 040 took them too.
 
--- rows: lines removed
+-- the lines removed (the stage counts orders)
 DELETE FROM stg.order_lines AS l
 WHERE
     {{ versions.full_refresh() }}
@@ -28,7 +28,7 @@ WHERE
         WHERE o.customer_key = l.customer_key AND o.order_id = l.order_id
     );
 
--- rows: lines added
+-- the lines added (the stage counts orders)
 INSERT INTO stg.order_lines (
     customer_key, order_id, line_number, customer_id, order_at, item, quantity, unit_price, amount,
     staged_run_id

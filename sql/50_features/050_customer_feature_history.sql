@@ -72,7 +72,7 @@ ANALYZE work.feature_scope;
 -- The rows as they should be: every row on a full refresh, else the scope's rows, from
 -- the scope's orders: from the widest window before its instant, or its previous order.
 -- Unlogged (scratch) and CREATE TABLE AS, so that a full refresh may scan in parallel.
-{% call dist.scratch_table('work.feature_rows', 'customer_id', rows='the feature rows computed') -%}
+{% call dist.scratch_table('work.feature_rows', 'customer_id', read='feature rows computed') -%}
 WITH {% call counted.order_instants(features) -%}
         {{ counted.scope_orders(features, 'a.customer_key AS customer_id, a.order_at, a.amount, a.status',
             (features.windows_days | max) * 24) | indent(8) }}
@@ -126,7 +126,7 @@ ANALYZE work.feature_rows;
 -- (sql/macros/defined.sql) over every order of the scope (also the ones the built-ins do not
 -- count): read as far back as the widest window or the previous counted order (the whole
 -- history for a lifetime window), rows for the counted instants only.
-{% call dist.scratch_table('work.feature_rows', 'customer_id', rows='the feature rows computed') -%}
+{% call dist.scratch_table('work.feature_rows', 'customer_id', read='feature rows computed') -%}
 -- not materialized: the window pass and the distinct counts each read stg.orders (cheaper
 -- than writing a million rows aside and reading them twice)
 {%- set order_columns = 'a.customer_key AS partition__, a.customer_id, a.customer_key, a.order_id, a.order_at, a.amount, '

@@ -60,7 +60,7 @@ ALTER TABLE work.label_scope ADD PRIMARY KEY (customer_id);
 
 ANALYZE work.label_scope;
 
-{% call dist.scratch_table('work.label_rows', 'customer_id', rows='the label rows computed') -%}
+{% call dist.scratch_table('work.label_rows', 'customer_id', read='label rows computed') -%}
 WITH {% call counted.order_instants(features) -%}
         SELECT a.customer_key AS customer_id, a.order_at, a.amount, a.status
         FROM work.label_scope AS s

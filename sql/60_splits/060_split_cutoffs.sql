@@ -44,7 +44,7 @@ WHERE v.version_number = {{ versions.published_version() }};
 -- The two cut-offs' brackets: for each cut, the instant holding its target row (the pivot),
 -- the rows before it (below), up to and including it (above), and the next instant.
 -- A block of single-table statements, each an aggregate or an ordered scan of the current
--- rows: on Citus each runs on the shards (a query correlating the history with this run's
+-- rows; on Citus each runs on the shards (a query correlating the history with this run's
 -- temporary tables could not be planned there).
 CREATE TEMPORARY TABLE split_brackets (
     total_rows bigint,

@@ -7,6 +7,7 @@
 -- writes: meta.profiles
 -- settings: raw_to_ready.run_id
 -- The batch: exact counts over every order it staged.
+-- rows: profile rows
 INSERT INTO meta.profiles (
     run_id, subject, column_name, split, row_count, profiled_row_count, null_count, distinct_count,
     quantiles, psi_edges, psi_counts, histogram_edges, histogram_counts, value_counts
@@ -61,6 +62,7 @@ CROSS JOIN LATERAL (
 ) AS c (column_name, null_count, distinct_count, value_counts);
 
 -- The numbers: the batch's amount and every feature, per split and over all.
+-- rows: profile rows
 INSERT INTO meta.profiles (
     run_id, subject, column_name, split, row_count, profiled_row_count, null_count, distinct_count,
     quantiles, psi_edges, psi_counts, histogram_edges, histogram_counts
@@ -106,6 +108,7 @@ CROSS JOIN profile_batch_counts AS batch;
 {%- if labels %}
 
 -- The label's outcomes by split, censored rows apart (their label is not known yet).
+-- rows: profile rows
 INSERT INTO meta.profiles (
     run_id, subject, column_name, split, row_count, profiled_row_count, null_count, value_counts
 )

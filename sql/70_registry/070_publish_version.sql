@@ -61,6 +61,7 @@ $$;
 SELECT meta.set_run_setting('timezone', {{ staging.source_timezone | literal }});
 {%- endif %}
 
+-- rows: the version published (none when nothing changed)
 INSERT INTO meta.feature_versions (version_number, feature_version, run_id, definition_sha256, observed_end)
 SELECT
     {{ versions.writing_version() }} AS version_number,
@@ -78,7 +79,6 @@ WHERE NOT EXISTS (
 
 -- Row counts: the previous version's plus the rows this version added, less those it
 -- closed (index lookups; no scan of the published rows).
--- rows: the version registered
 INSERT INTO meta.feature_registry (
     run_id, feature_version, git_commit, config_sha256, sql_sha256, source_sha256,
     feature_columns, row_counts, split_cutoffs, validation_passed, version_number

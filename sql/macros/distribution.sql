@@ -44,7 +44,7 @@ $reference$;
     so the table is created empty from the query's columns, distributed by `key` and
     co-located, then filled by INSERT … SELECT, which the shards run where the query reads
     co-located tables. -#}
-{%- macro scratch_table(name, key, rows=none) -%}
+{%- macro scratch_table(name, key, rows=none, read=none) -%}
 DROP TABLE IF EXISTS {{ name }};
 
 {% if distribution -%}
@@ -57,11 +57,17 @@ WITH NO DATA;
 {% if rows -%}
 -- rows: {{ rows }}
 {% endif -%}
+{% if read -%}
+-- read: {{ read }}
+{% endif -%}
 INSERT INTO {{ name }}
 {{ caller() }};
 {%- else -%}
 {% if rows -%}
 -- rows: {{ rows }}
+{% endif -%}
+{% if read -%}
+-- read: {{ read }}
 {% endif -%}
 CREATE UNLOGGED TABLE {{ name }} AS
 {{ caller() }};

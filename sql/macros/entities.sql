@@ -66,7 +66,7 @@ CREATE UNLOGGED TABLE work.entity_feature_rows (
 );
 {%- for p in defined.entities %}
 
--- rows: the {{ p.entity }} feature rows computed
+-- the {{ p.entity }} feature rows computed (not the stage's count: the customer rows are)
 INSERT INTO work.entity_feature_rows (
     entity, entity_value, feature_time
     {%- for c in p.pass_columns %}, {{ c.name | ident }}{% endfor %}

@@ -101,6 +101,7 @@ WHERE
 {%- endmacro %}
 
 {%- macro add_changed(table, new_rows, keys, values) %}
+-- rows: rows written
 INSERT INTO {{ table }} (
 {%- for column in keys + values %}
 {{ column | ident }},

@@ -581,3 +581,16 @@ def test_make_report_prints_the_latest_page(tmp_path, capsys):
     html_report.write_html(report, folder / f"{report['run_id']}.html")
     assert html_report.main(["--folder", str(folder)]) == 0
     assert capsys.readouterr().out.strip() == str(folder / f"{report['run_id']}.html")
+
+
+@pytest.mark.parametrize(("check", "shown"), [
+    ({"severity": "error", "error_if": ">0", "warn_if": ">0"}, ["error if >0"]),
+    ({"severity": "warn", "error_if": ">0", "warn_if": ">0"}, ["warn if >0"]),
+    ({"severity": "error", "error_if": ">5%", "warn_if": ">1%"}, ["error if >5%", "warn if >1%"]),
+    ({"severity": "warn", "error_if": ">5%", "warn_if": ">2%"}, ["warn if >2%"]),
+    ({"severity": "error", "error_if": None, "warn_if": None}, ["—"]),  # a quarantine check with no gate
+])
+def test_a_check_shows_only_the_thresholds_it_has(check, shown):
+    """An error-severity check errs past error_if and warns past a lower warn_if only; a
+    warn-severity check never errs (scripts/config/expectations.py, sql/macros/results.sql)."""
+    assert html_view.thresholds(check) == shown

@@ -29,9 +29,13 @@ def test_passing_run_reports_every_stage(project, db_url):
     assert [s["stage"] for s in saved["stages"]] == [
         "migrate", "ingest", "validate", "model", "stage", "features", "labels", "splits", "profile", "registry"]
     assert all(s["status"] == "ok" and s["seconds"] >= 0 for s in saved["stages"])
-    rows = {s["stage"]: s["rows"] for s in saved["stages"]}
-    assert rows["ingest"] == 2 and rows["validate"] == 2 and rows["model"] == 2 and rows["stage"] == 2
-    assert rows["features"] == 2
+    # each stage's rows are those it wrote to its table; what it read is labelled apart
+    rows = {s["stage"]: (s["rows"], s["table"], s.get("read")) for s in saved["stages"]}
+    assert rows["ingest"] == (2, "raw.raw_events", None)
+    assert rows["validate"] == (0, "meta.quarantine", 2)  # two records checked, none set aside
+    assert rows["model"] == (2, "stg.model_orders", None) and rows["stage"] == (2, "stg.orders", None)
+    assert rows["features"] == (2, "feats.customer_feature_history", 2)
+    assert rows["registry"] == (1, "meta.feature_versions", None)
     assert saved["feature_version"] and len(saved["feature_version"]) == 64
     assert {c["id"] for c in saved["checks"]} >= {"types.order_ts", "non_null.order_id"}
     # the default model meets the order contract by construction: no order-level check is added
@@ -119,6 +123,9 @@ def test_rerun_reports_zero_staged_rows(project, db_url):
     assert (first["ingest"], first["stage"]) == (2, 2)
     assert (second["ingest"], second["stage"]) == (0, 0)
     assert second["features"] == 0  # nothing changed, so no feature row is recomputed
+    # and nothing is published: the registry wrote no version, and the views still show the first
+    assert (first["registry"], second["registry"]) == (1, 0)
+    assert query(db_url, "SELECT count(*) FROM meta.feature_versions") == [(1,)]
 
 
 def test_warn_error_turns_warnings_into_a_failed_gate(project, db_url):
@@ -184,14 +191,17 @@ def test_one_run_per_database_at_a_time(project, db_url):
 
 
 def test_splits_line_counts_rows_assigned(project, db_url):
-    """The splits stage reports the rows it assigned (not its three cut-off rows)."""
+    """The splits stage reports the rows it wrote to the split history (not its three cut-off
+    rows), and the rows in a split as what it read."""
     project.write_csv("orders.csv", HEADER)  # no orders at all
     code, report = run_pipeline(project.write_config(expectations={"min_rows": 0}), db_url)
     assert code == EXIT_PASSED
     assert {s["stage"]: s["rows"] for s in report["stages"]}["splits"] == 0
     project.write_csv("two.csv", GOOD)
     code, report = run_pipeline(project.write_config(paths="data/raw/two.csv", name="two.yaml"), db_url)
-    assert {s["stage"]: s["rows"] for s in report["stages"]}["splits"] == 2
+    splits = next(s for s in report["stages"] if s["stage"] == "splits")
+    assert (splits["rows"], splits["table"], splits["read"]) == (2, "meta.dataset_split_history", 2)
+    assert query(db_url, "SELECT count(*) FROM meta.dataset_split_history WHERE valid_to IS NULL") == [(2,)]
 
 
 def test_render_errors_exit_without_a_traceback(project):
@@ -203,3 +213,23 @@ def test_render_errors_exit_without_a_traceback(project):
                             env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, timeout=60)
     assert result.returncode == EXIT_RUNTIME and "Traceback" not in result.stderr
     assert "not_a_dir" in result.stderr
+
+
+def test_a_passing_check_reads_as_a_pass(project, db_url):
+    """A check with no offender says what holds; one with offenders within its thresholds says
+    how many and that they are within; a failing one keeps what it found."""
+    project.write_csv("orders.csv", HEADER + "O1,C1,2024-01-01,10.00,completed\nO2,,2024-01-02,5.00,completed\n"
+                      "O3,C3,2024-01-03,5.00,completed\nO4,C4,2024-01-04,5.00,completed\n")
+    config = project.write_config(expectations={
+        "unique": ["order_id"],
+        "non_null": [{"column": "customer_id", "error_if": ">30%", "warn_if": ">30%"}],  # 1 of 4, 25 %: within
+        "ranges": {"amount": {"max": 9}},  # O1 is above: fails
+    })
+    code, report = run_pipeline(config, db_url, through="validate")
+    assert code == EXIT_VALIDATION_FAILED
+    messages = {c["id"]: (c["status"], c["message"]) for c in report["checks"]}
+    assert messages["unique.order_id"] == ("pass", "order_id has no duplicate values")
+    assert messages["non_null.customer_id"] == (
+        "pass", "customer_id has null values: 1 of 4 (25.0%), within its thresholds")
+    assert messages["ranges.amount"] == ("fail", "amount has values above 9")
+    assert report["errors"] == ["amount has values above 9"]

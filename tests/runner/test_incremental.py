@@ -142,7 +142,7 @@ def test_incremental_runs_equal_full_rebuilds(project: Project, db_factory: Call
             assert report["refresh"]["full"] is False, (action, report["refresh"])
             validate = next(s for s in report["stages"] if s["stage"] == "validate")
             newest = (project.root / named[touched]).read_text().count("\n") - 1 if touched else 0
-            assert validate["rows"] == newest
+            assert validate["read"] == newest  # the records checked (it wrote none: none quarantined)
         if report["refresh"]["full"]:
             alone = set(named) if len(named) == 1 else set()
         else:
@@ -210,7 +210,7 @@ def test_full_refresh_rebuilds_and_writes_only_what_changed(project: Project, db
     run(config, db_url)
     rows_before = query(db_url, "SELECT count(*) FROM feats.customer_feature_history")
     report = run(config, db_url, full_refresh=True)
-    assert report["refresh"] == {"full": True, "reason": "--full-refresh", "version_number": 2}
+    assert report["refresh"] == {"full": True, "reason": "--full-refresh", "version_number": 2, "published_version": 1}
     # the same data: nothing written, nothing published
     assert query(db_url, "SELECT count(*) FROM feats.customer_feature_history") == rows_before
     assert query(db_url, "SELECT count(*) FROM meta.feature_versions") == [(1,)]
@@ -246,7 +246,7 @@ def test_a_corrected_or_removed_file_is_incremental_when_it_alone_held_its_order
         config = project.write_config(list(files.values()), **SECTIONS)
         report = run(config, url)
         assert report["refresh"]["full"] is False, (what, report["refresh"])
-        assert next(s for s in report["stages"] if s["stage"] == "validate")["rows"] == validated, what
+        assert next(s for s in report["stages"] if s["stage"] == "validate")["read"] == validated, what
         rebuilt_url = db_factory()
         run(config, rebuilt_url)
         incremental, rebuilt = state(url), state(rebuilt_url)
