@@ -8,7 +8,9 @@ against the previous successful run's profile (meta.profiles).
 
 A drift rule warns by default (severity warn); error_if fails the run only with severity
 error (on a warn rule, breaching error_if warns). Thresholds compare the measured drift: a percentage (row_count, null_rate: written
-with %) or a PSI (a plain number). Everything wrong is refused with the file and the key.
+with %) or a PSI (a plain number). A null rate changes by at most 100 points, so a null_rate
+threshold that could never be breached ('>150%', '>100%') is refused; a row count may change by
+more than 100 %. Everything wrong is refused with the file and the key.
 """
 
 from __future__ import annotations
@@ -63,8 +65,10 @@ def build_drift_checks(path: Path, raw: Any, features: dict[str, Any]) -> list[d
         if severity not in ("error", "warn"):
             raise ConfigError(path, f"{key}.severity", f"must be error or warn, got {severity!r}")
         thresholds = {}
+        # a row count may change by more than 100 %; a null rate by at most 100 points
+        ceiling = "a null rate changes by at most 100 points; at most '>=100%'" if rule == "null_rate" else None
         for name in ("warn_if", "error_if"):
-            threshold = parse_threshold(path, f"{key}.{name}", spec.get(name))
+            threshold = parse_threshold(path, f"{key}.{name}", spec.get(name), ceiling)
             if threshold and threshold["percent"] != (rule != "psi"):
                 raise ConfigError(path, f"{key}.{name}", "a PSI is a plain number ('>0.25')" if rule == "psi" else
                                   "a change is a percentage: write it with % ('>30%')")

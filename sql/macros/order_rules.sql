@@ -10,7 +10,8 @@ o.{{ check.column | ident }}
 {%- endmacro -%}
 
 {#- An order check's domain: the counted orders (counted_only), its where, and for mostly
-    the non-null values. An order's column is compared as text. (Macros build the parts:
+    the non-null values (not for non_null: its mostly is a share of all its orders). An
+    order's column is compared as text. (Macros build the parts:
     sqlfluff's templater cannot trace a filter inside a set.) -#}
 {%- macro counted(check) -%}
 NOT coalesce(o.status = ANY({{ check.params.exclude_statuses | literal }}::text[]), FALSE)
@@ -28,7 +29,7 @@ o.{{ condition.column | ident }}::text
 {%- for condition in check.params.get('where', []) -%}
 {%- set _ = parts.append(rules.condition_holds(condition, condition_field(condition))) -%}
 {%- endfor -%}
-{%- if 'mostly' in check.params -%}
+{%- if 'mostly' in check.params and check.rule != 'non_null' -%}
 {%- set _ = parts.append(field(check) ~ ' IS NOT NULL') -%}
 {%- endif -%}
 ({{ parts | join(' AND ') }})

@@ -145,9 +145,11 @@ coalesce(
 
 {#-
   Where a check looks (its domain): rows where every condition of its `where` holds, and
-  for `mostly` only the non-null values. A condition compares a field trimmed (blank is
-  missing), the default model's status as staging stores it (lower-cased; the listed
-  values include the variants the status map sends to them); a missing value is in no list.
+  for `mostly` only the non-null values (except non_null, whose `mostly` is a share of all
+  its rows, as in Great Expectations: its nulls are what it counts). A condition compares a
+  field trimmed (blank is missing), the default model's status as staging stores it
+  (lower-cased; the listed values include the variants the status map sends to them); a
+  missing value is in no list.
 -#}
 {%- macro condition_holds(condition, value) -%}
 {%- if condition.test == 'is_null' -%}
@@ -172,7 +174,7 @@ nullif({{ trimmed('e.payload ->> ' ~ (condition.column | literal)) }}, '')
 {%- for condition in check.params.get('where', []) -%}
 {%- set _ = parts.append(condition_holds(condition, condition_field(condition))) -%}
 {%- endfor -%}
-{%- if 'mostly' in check.params -%}
+{%- if 'mostly' in check.params and check.rule != 'non_null' -%}
 {%- set _ = parts.append(non_null_value(check)) -%}
 {%- endif -%}
 ({{ parts | join(' AND ') }})
