@@ -94,14 +94,14 @@ def main(argv: list[str] | None = None) -> int:
             server = conn.execute("SHOW server_version").fetchone()[0]
             counts = dict(conn.execute("SELECT split, count(*) FROM feats.training_set GROUP BY split").fetchall())
         print("export:", flush=True)
-        results["export"] = run_child(py + ["scripts.export", "--config", str(config),
+        results["export"] = run_child(py + ["scripts.serve.export", "--config", str(config),
                                             "--out", str(work / "datasets")], env)
         show(results["export"])
         if results["export"]["exit_code"] != 0:
             raise SystemExit(f"the export failed (exit {results['export']['exit_code']})")
         if args.train:
             print("train:", flush=True)
-            results["train"] = run_child(py + ["scripts.train", "--config", str(config),
+            results["train"] = run_child(py + ["scripts.serve.train", "--config", str(config),
                                                "--datasets", str(work / "datasets"),
                                                "--models", str(work / "models")], env)
             show(results["train"])

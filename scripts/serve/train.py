@@ -25,12 +25,13 @@ file records its thread count, so only a fixed count gives the same bytes on any
 features are the training set's feature columns (orders_<N>d, revenue_<N>d,
 days_since_last_order); revenue_next_<H>d is a label and never a feature.
 
-The data: artifacts/datasets/<feature_version>/ when `make export` wrote it (each file
-checked against the manifest's sha256), else feats.training_set in PostgreSQL, read with
-the same COPY stream the export uses; both give the same rows in the same order, so the
-same metrics. Results: one row per model in meta.model_runs, the model files and
-metrics.json in artifacts/models/<feature_version>/ (written to a temporary folder and
-renamed into place), and a table on the console.
+The data: artifacts/datasets/<pipeline>/<feature_version>/ when `make export` wrote it
+(each file checked against the manifest beside the folder: scripts/serve/dataset.py), else
+feats.training_set in PostgreSQL, read with the same COPY stream the export uses; both give
+the same rows in the same order, and the same float64 values (exact decimals too are read
+into the nearest float64), so the same metrics. Results: one row per model in
+meta.model_runs, the model files and metrics.json in artifacts/models/<feature_version>/
+(written to a temporary folder and renamed into place), and a table on the console.
 
 Exit codes: 0 trained, 2 bad config or usage (no labelled training set yet: run `make all`
 with `labels:` first; a split with no rows of one class), 3 runtime or database error.
@@ -46,20 +47,20 @@ import secrets
 import shutil
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import psycopg
 
 from scripts import config as config_mod
-from scripts.config.columns import orders_window_days, target_name, window_feature_columns
+from scripts.config.columns import orders_window_days, window_feature_columns
 from scripts.console import log
-from scripts.db import migrate, server
-from scripts.errors import EXIT_PASSED, EXIT_RUNTIME, EXIT_USAGE, CommandError, failure
+from scripts.db import migrate
+from scripts.errors import EXIT_PASSED, failure
 from scripts.paths import ARTIFACTS
 from scripts.serve import export as export_mod
 from scripts.serve import training_set
+from scripts.serve.dataset import Dataset, TrainError, load_dataset
 from scripts.serve.export import SPLITS
 
 MODELS = ARTIFACTS / "models"
@@ -85,95 +86,6 @@ KIND_TITLES = {
 }
 # sklearn's log_loss clips probabilities to [eps, 1 - eps] of float64
 EPS = float.fromhex("0x1.0p-52")
-
-
-class TrainError(CommandError):
-    """Training cannot go on; ``code`` is the exit code (2 unless said)."""
-
-    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
-        super().__init__(message, code)
-
-
-# --- data ----------------------------------------------------------------------------------
-
-
-@dataclass
-class Dataset:
-    feature_version: str
-    label: str  # repeat_<H>d
-    features: list[str]
-    source: str  # 'parquet' or 'postgresql'
-    where: str
-    tables: dict[str, Any] = field(default_factory=dict)  # split -> pyarrow.Table
-
-    def xy(self, split: str) -> tuple[Any, Any]:
-        import numpy as np
-
-        table = self.tables[split]
-        columns = [as_float64(table.column(name)).to_numpy(zero_copy_only=False) for name in self.features]
-        x = np.column_stack(columns) if columns else np.empty((table.num_rows, 0))
-        labels = table.column(self.label)
-        if labels.null_count:
-            raise TrainError(f"{split}: {labels.null_count:,} rows have no {self.label}: the training set holds only "
-                             "labelled rows; re-run `make all`")
-        return x, labels.to_numpy(zero_copy_only=False).astype(np.int8)
-
-
-def as_float64(column: Any) -> Any:
-    """A column as float64, NULL as NaN. A decimal goes through its text: pyarrow's direct
-    decimal-to-float cast is not correctly rounded (off by one unit in the last place for
-    about one value in eight), the text-to-float parse is, so each value is the float
-    nearest to the exact decimal, as float(Decimal) gives."""
-    import pyarrow as pa
-
-    if pa.types.is_decimal(column.type):
-        column = column.cast(pa.string())
-    return column.cast(pa.float64()).fill_null(float("nan"))
-
-
-def load_dataset(conn: psycopg.Connection, config: config_mod.PipelineConfig, requested: str | None,
-                 datasets_root: Path) -> Dataset:
-    """The version's training set: exported Parquet when present, else PostgreSQL."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    registry = export_mod.resolve_version(conn, requested)
-    export_mod.check_config(config, registry)
-    version = registry["feature_version"]
-    label = target_name(config.labels.horizon_days)
-    folder = datasets_root / version
-    manifest_path = folder / "manifest.json"
-    if manifest_path.is_file():
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        tables = {}
-        for split in SPLITS:
-            entry = manifest["splits"][split]
-            path = folder / entry["file"]
-            digest = training_set.sha256_file(path) if path.is_file() else "missing"
-            if digest != entry["sha256"]:
-                raise TrainError(f"{path}: does not match its manifest (sha256 {digest[:12]}, manifest "
-                                 f"{entry['sha256'][:12]}): run `make export` again, or delete {folder}", EXIT_RUNTIME)
-            tables[split] = pq.read_table(path)
-        features = [c["name"] for c in manifest["columns"] if c["role"] == "feature"]
-        label_columns = [c["name"] for c in manifest["columns"] if c["role"] == "label"]
-        source, where = "parquet", str(folder)
-    else:
-        info = export_mod.describe(conn, config, version)
-        columns, types = info["columns"], info["types"]
-        tables = {}
-        for split in SPLITS:
-            groups = list(training_set.iter_row_groups(conn, columns, types, split, version))
-            schema = training_set.arrow_schema(columns, types)
-            tables[split] = pa.concat_tables(groups) if groups else schema.empty_table()
-        features = [c.name for c in columns if c.role == "feature"]
-        label_columns = [c.name for c in columns if c.role == "label"]
-        source, where = "postgresql", training_set.TABLE
-    if label not in label_columns:
-        raise TrainError(f"the training set of {version[:12]} has labels {label_columns}, not {label} "
-                         f"(labels.horizon_days in {config.path}): run `make all` with this config first")
-    if not features:
-        raise TrainError(f"the training set of {version[:12]} has no feature column")
-    return Dataset(version, label, features, source, where, tables)
 
 
 def check_classes(dataset: Dataset, ys: dict[str, Any]) -> None:
@@ -441,7 +353,7 @@ def train(config_path: str | Path, feature_version: str | None = None, database_
     if config.labels is None:
         raise TrainError(f"{config.path}: labels: no label is configured; add `labels: {{horizon_days: 30}}` "
                          "and run `make all` first")
-    conn = export_mod.open_snapshot(database_url or server.resolve_database_url())
+    conn = export_mod.open_snapshot(config, database_url)
     try:
         started = time.perf_counter()
         dataset = load_dataset(conn, config, feature_version, datasets_root)
@@ -486,7 +398,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--config", default="configs/pipeline.yaml", help="pipeline config (default: %(default)s)")
     parser.add_argument("--feature-version", help="the version to train on (default: the latest registered)")
     parser.add_argument("--datasets", default=str(export_mod.DATASETS),
-                        help="where make export wrote the version's folder (default: %(default)s)")
+                        help="where make export wrote <pipeline>/<feature_version>/ (default: %(default)s)")
     parser.add_argument("--models", default=str(MODELS), help="where the version's models go (default: %(default)s)")
     args = parser.parse_args(argv)
     try:

@@ -1,6 +1,12 @@
 """The training set as Arrow: its columns and their roles, the Parquet type of each, and the
 rows streamed from PostgreSQL's COPY into row groups (export writes them to files; train
-reads them straight from the database when no export exists).
+reads them straight from the database when no export exists; scripts/api.py hands them to
+pandas). Also where an export lives: artifacts/datasets/<pipeline>/<feature_version>/.
+
+Numeric columns (money: revenue_*, revenue labels, defined numeric features) are float64 by
+default: PostgreSQL's text of each value is parsed by pyarrow into the nearest float64 (the
+parse is correctly rounded). With ``exact_decimals`` they are decimal128(38, s) instead,
+every digit kept.
 """
 
 from __future__ import annotations
@@ -24,6 +30,9 @@ BATCH_ROWS = 65_536  # rows per Parquet row group (and per write)
 COMPRESSION = "zstd"
 KEY_COLUMNS = ("customer_id", "feature_time")
 DECIMAL_PRECISION = 38  # decimal128's widest; the scale is the widest any value needs
+SPLITS = ("train", "val", "test")
+PARTITION_COLUMN = "split"  # the hive folders of an export: split=train/, split=val/, split=test/
+PART_FILE = "part-0.parquet"  # the one file of each split's folder
 
 
 class ExportError(CommandError):
@@ -48,11 +57,27 @@ class Column:
         return "label" if LABEL_NAME_RE.match(self.name) else "feature"
 
 
+# --- where an export lives -------------------------------------------------------------------
+
+
+def export_paths(root: Path, pipeline: str, version: str) -> tuple[Path, Path]:
+    """(the dataset folder, its manifest beside it) of one pipeline's feature_version: only
+    Parquet is inside the folder, so readers take the folder whole."""
+    return root / pipeline / version, root / pipeline / f"{version}.manifest.json"
+
+
+def split_file(split: str) -> str:
+    """A split's file, relative to the dataset folder (a hive partition: the folder names the split)."""
+    return f"{PARTITION_COLUMN}={split}/{PART_FILE}"
+
+
 # --- types ----------------------------------------------------------------------------------
 
 
-def arrow_types(columns: list[Column], scales: dict[str, int], min_scale: int = 0) -> dict[str, tuple[Any, Any]]:
-    """Per column: (the Arrow type of the file, the Arrow type the CSV text is read as)."""
+def arrow_types(columns: list[Column], scales: dict[str, int], min_scale: int = 0,
+                exact_decimals: bool = False) -> dict[str, tuple[Any, Any]]:
+    """Per column: (the Arrow type of the file, the Arrow type the CSV text is read as).
+    numeric is float64 unless ``exact_decimals`` (then decimal128(38, s), s from ``scales``)."""
     import pyarrow as pa
 
     types: dict[str, tuple[Any, Any]] = {}
@@ -74,6 +99,8 @@ def arrow_types(columns: list[Column], scales: dict[str, int], min_scale: int = 
         elif t in ("float8", "float4"):
             arrow = pa.float64() if t == "float8" else pa.float32()
             types[c.name] = (arrow, arrow)
+        elif t == "numeric" and not exact_decimals:  # PostgreSQL's text, parsed to the nearest float64
+            types[c.name] = (pa.float64(), pa.float64())
         elif t == "numeric":
             if c.typmod >= 0:  # numeric(p, s)
                 precision, scale = ((c.typmod - 4) >> 16) & 0xFFFF, (c.typmod - 4) & 0xFFFF
@@ -145,17 +172,24 @@ class CopyReader(io.RawIOBase):
 def iter_row_groups(conn: psycopg.Connection, columns: list[Column], types: dict[str, tuple[Any, Any]],
                     split: str, version: str, group_rows: int = BATCH_ROWS) -> Iterator[Any]:
     """The split's rows as Arrow tables of exactly ``group_rows`` rows (the last one fewer),
-    ordered by (customer_id, feature_time) byte-wise (COLLATE "C", so on every server). Each
-    table is a slice over the CSV reader's batches: nothing is copied to make it whole."""
-    import pyarrow as pa
-    from pyarrow import csv
-
-    schema = arrow_schema(columns, types)
+    ordered by (customer_id, feature_time) byte-wise (COLLATE "C", so on every server)."""
     query = sql.SQL(
         "COPY (SELECT {cols} FROM {table} WHERE split = {split} AND feature_version = {version}"
         " ORDER BY customer_id COLLATE \"C\", feature_time) TO STDOUT (FORMAT csv)"
     ).format(cols=select_list(columns), table=sql.SQL(TABLE), split=sql.Literal(split),
              version=sql.Literal(version))
+    return iter_copy(conn, query, columns, types, group_rows)
+
+
+def iter_copy(conn: psycopg.Connection, query: sql.Composable, columns: list[Column],
+              types: dict[str, tuple[Any, Any]], group_rows: int = BATCH_ROWS) -> Iterator[Any]:
+    """The rows of ``COPY (SELECT {select_list(columns)} ...) TO STDOUT (FORMAT csv)`` as
+    Arrow tables of exactly ``group_rows`` rows (the last one fewer). Each table is a slice
+    over the CSV reader's batches: nothing is copied to make it whole."""
+    import pyarrow as pa
+    from pyarrow import csv
+
+    schema = arrow_schema(columns, types)
     # 256 KiB blocks: peak memory about 20 MiB lower than with 1 MiB, at the same speed (measured)
     read_options = csv.ReadOptions(column_names=[c.name for c in columns], block_size=1 << 18, use_threads=True)
     # PostgreSQL's CSV: NULL is an unquoted empty field, '' is a quoted one; booleans are t/f
@@ -165,12 +199,13 @@ def iter_row_groups(conn: psycopg.Connection, columns: list[Column], types: dict
         true_values=["t"], false_values=["f"],
     )
     parse_options = csv.ParseOptions(newlines_in_values=True)  # a quoted id may hold a line break
+    floats = [i for i, c in enumerate(columns) if c.type_name == "numeric" and pa.types.is_floating(types[c.name][0])]
     pending: list[Any] = []
     pending_rows = 0
     with conn.cursor() as cur, cur.copy(query) as copy:
         chunks = iter(copy)
         first = next(chunks, None)
-        if first is None:  # an empty split (pyarrow refuses an empty CSV): no table at all
+        if first is None:  # no row (pyarrow refuses an empty CSV): no table at all
             return
         reader = csv.open_csv(io.BufferedReader(CopyReader(itertools.chain([first], chunks)), buffer_size=1 << 18),
                               read_options=read_options, parse_options=parse_options,
@@ -180,6 +215,7 @@ def iter_row_groups(conn: psycopg.Connection, columns: list[Column], types: dict
                 batch.column(i).cast(types[c.name][0]) if types[c.name][0] != types[c.name][1] else batch.column(i)
                 for i, c in enumerate(columns)
             ]
+            check_finite(arrays, columns, floats)
             pending.append(pa.RecordBatch.from_arrays(arrays, schema=schema))
             pending_rows += batch.num_rows
             while pending_rows >= group_rows:
@@ -189,6 +225,19 @@ def iter_row_groups(conn: psycopg.Connection, columns: list[Column], types: dict
                 pending, pending_rows = rest.to_batches(), rest.num_rows
     if pending_rows:
         yield pa.Table.from_batches(pending, schema=schema)
+
+
+def check_finite(arrays: list[Any], columns: list[Column], floats: list[int]) -> None:
+    """A numeric read as float64 is never infinite: past float64's range (about 1.8e308) the
+    parse gives infinity, which is not the value, and PostgreSQL's 'Infinity' is no amount.
+    Either stops the reading (pyarrow.ArrowInvalid, as a value a decimal cannot hold does)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    for i in floats:
+        if pc.any(pc.is_inf(arrays[i])).as_py():
+            raise pa.ArrowInvalid(f"column #{i} {columns[i].name}: a numeric value beyond float64's range "
+                                  "(about 1.8e308) or infinite, which no float64 stands for")
 
 
 def sha256_file(path: Path) -> str:

@@ -5,8 +5,11 @@ average precision, log loss and Brier score of each model's test predictions, co
 again from first principles in plain Python on the rows read straight from PostgreSQL; the
 naive baselines are what their definitions say; the saved model files are the models that
 were scored; each fitted model's hyperparameters are the val-best of its grid; the same
-feature_version gives the same metrics and model bytes, from Parquet or from PostgreSQL;
-training before any labelled data, or on a split with one class, exits 2 and writes nothing.
+feature_version gives the same metrics and model bytes, from Parquet or from PostgreSQL, and
+the same model inputs from a float64 export, an exact-decimal one or PostgreSQL; an export is
+read from artifacts/datasets/<pipeline>/<feature_version>/ only when its manifest beside the
+folder matches every file; training before any labelled data, or on a split with one class,
+exits 2 and writes nothing.
 """
 
 from __future__ import annotations
@@ -15,16 +18,19 @@ import hashlib
 import json
 import math
 import shutil
+from decimal import Decimal
 from fractions import Fraction
 from pathlib import Path
 
 import joblib
 import numpy as np
 import psycopg
+import pyarrow as pa
 import pytest
 
+from scripts import config as config_mod
 from scripts import errors
-from scripts.serve import export, train
+from scripts.serve import dataset, export, train
 from scripts.run import EXIT_PASSED, run_pipeline
 from tests.helpers import REPO_ROOT, query
 
@@ -169,7 +175,8 @@ def test_same_version_same_metrics_and_model_bytes_from_postgresql_or_parquet(pr
     first = train.train(config, database_url=db_url)  # no export yet: read from PostgreSQL
     folder = Path(first["path"])
     first_files = {p.name: p.read_bytes() for p in folder.iterdir()}
-    export.export(config, database_url=db_url)
+    manifest = export.export(config, database_url=db_url)
+    assert Path(manifest["path"]) == Path("artifacts/datasets/project") / first["feature_version"]
     second = train.train(config, database_url=db_url)  # now from the exported Parquet
     assert (first["data_source"], second["data_source"]) == ("postgresql", "parquet")
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == first_files  # metrics.json too
@@ -228,15 +235,57 @@ def test_a_split_with_one_class_is_refused(project, db_url, monkeypatch, capsys)
     assert query(db_url, "SELECT count(*) FROM meta.model_runs") == [(0,)]
 
 
+def load(config: str, db_url: str) -> dataset.Dataset:
+    loaded = config_mod.load(config)
+    conn = export.open_snapshot(loaded, db_url)
+    try:
+        return dataset.load_dataset(conn, loaded, None, export.DATASETS)
+    finally:
+        conn.close()
+
+
+def test_float64_and_exact_decimal_exports_and_postgresql_give_the_same_inputs(project, db_url):
+    config = sample_project(project, db_url)
+    expected = {split: rows(db_url, split) for split in SPLITS}
+    loaded = {"postgresql": load(config, db_url)}
+    export.export(config, database_url=db_url)
+    loaded["float64"] = load(config, db_url)
+    export.export(config, database_url=db_url, exact_decimals=True)
+    loaded["exact"] = load(config, db_url)
+    assert [d.source for d in loaded.values()] == ["postgresql", "parquet", "parquet"]
+    assert loaded["exact"].tables["train"].schema.field("revenue_30d").type == pa.decimal128(38, 2)
+    assert loaded["float64"].tables["train"].schema.field("revenue_30d").type == pa.float64()
+    for split in SPLITS:
+        # each value the float nearest to PostgreSQL's, NULL as NaN; the label as 0/1
+        want_x = np.array([[np.nan if v is None else float(v) for v in r[:-1]] for r in expected[split]])
+        want_y = np.array([int(r[-1]) for r in expected[split]])
+        assert any(isinstance(v, Decimal) for r in expected[split] for v in r)
+        for name, data in loaded.items():
+            x, y = data.xy(split)
+            assert x.dtype == np.float64 and np.array_equal(x, want_x, equal_nan=True), (name, split)
+            assert np.array_equal(y, want_y), (name, split)
+
+
 def test_an_export_that_no_longer_matches_its_manifest_is_refused(project, db_url, monkeypatch, capsys):
     monkeypatch.setenv("DATABASE_URL", db_url)
     config = sample_project(project, db_url)
     manifest = export.export(config, database_url=db_url)
-    with open(Path(manifest["path"]) / "val.parquet", "ab") as handle:
-        handle.write(b"\0")
+    folder, manifest_path = Path(manifest["path"]), Path(manifest["manifest_path"])
+    assert manifest_path == folder.parent / f"{folder.name}.manifest.json"
+    val = folder / "split=val" / "part-0.parquet"
+    original = val.read_bytes()
+    val.write_bytes(original + b"\0")
     assert train.main(["--config", config]) == errors.EXIT_RUNTIME
-    assert "val.parquet: does not match its manifest" in capsys.readouterr().err
+    assert "split=val/part-0.parquet: does not match its manifest" in capsys.readouterr().err
+    val.write_bytes(original)
+    # a file the manifest does not list: pandas.read_parquet(folder) would read it too
+    (folder / "split=train" / "part-1.parquet").write_bytes((folder / "split=train" / "part-0.parquet").read_bytes())
+    assert train.main(["--config", config]) == errors.EXIT_RUNTIME
+    assert "holds 1 file(s) its manifest does not list (split=train/part-1.parquet)" in capsys.readouterr().err
     assert query(db_url, "SELECT count(*) FROM meta.model_runs") == [(0,)]
+    # a folder without its manifest (the export writes it last) is no export: PostgreSQL is read
+    manifest_path.unlink()
+    assert load(config, db_url).source == "postgresql"
 
 
 def test_an_empty_split_is_refused(project, db_url, monkeypatch, capsys):
