@@ -137,12 +137,18 @@ def psql_ingest_script(source: dict[str, Any], rendered: list[str]) -> str:
         f"-- Ingests {source['path']} (sha256 {source['sha256']}) with psql, as the runner does.\n"
         "-- From the directory the config's paths are relative to (the repository root):\n"
         f"--   psql -v ON_ERROR_STOP=1 -v run_id=manual-1 --single-transaction -f <this file>\n"
-        "-- Re-ingesting a file whose sha256 is stored fails on raw.ingested_files' primary key.\n"
+        "-- A file whose sha256 raw.ingested_files holds is skipped, as the runner skips it.\n"
         + ("-- The file is read through a program run by psql on this machine (it needs "
            f"{', '.join(program_tools(source, kept))}); unlike the runner it does not check\n"
            "-- that the bytes it reads still have the sha256 above.\n" if program else "")
         + "SET raw_to_ready.run_id = :'run_id';\n"
+        + f"SELECT EXISTS (SELECT 1 FROM raw.ingested_files WHERE file_sha256 = {sql.Literal(source['sha256']).as_string(None)})"
+        + " AS already_ingested \\gset\n"
+        + "\\if :already_ingested\n"
+        + f"\\echo {source['path']}: already ingested (sha256 {source['sha256'][:12]}); skipped\n"
+        + "\\else\n"
         + "\n".join(steps) + "\n"
+        + "\\endif\n"
     )
 
 

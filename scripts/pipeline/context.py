@@ -102,11 +102,14 @@ def render_all(config: PipelineConfig, sources: list[dict[str, Any]], out_dir: P
     """Write every stage's rendered SQL (ingest per source file) for DBAs; no database needed."""
     written = []
     out_dir.mkdir(parents=True, exist_ok=True)
-    for path in migrate.migration_files():
+    for path in [migrate.HISTORY_FILE, *migrate.migration_files()]:
         target = out_dir / "migrations" / path.name
         target.parent.mkdir(exist_ok=True)
         target.write_bytes(path.read_bytes())
         written.append(target)
+    target = out_dir / "migrate.psql"  # each pending migration, applied and recorded
+    target.write_text(migrate.psql_script(migrate.migration_files()), encoding="utf-8")
+    written.append(target)
     for index, source in enumerate(sources, start=1):
         parts = []
         for name, text in copy.render_ingest(source):
