@@ -51,6 +51,8 @@ EXCLUDED_COLUMNS = {  # by name, in every relation: what differs between two run
     "profiled_at": "wall clock", "applied_at": "wall clock", "dropped_at": "wall clock",
     "seconds": "a stage's duration (meta.run_stages)",
     "execution_ms": "a migration's duration (meta.schema_migrations)",
+    "claimed_at": "wall clock", "claimed_by_run": "a run's id (meta.pipeline)",
+    "report": "a run's whole report (meta.runs): its sections are checksummed from the JSON, without what differs",
 }
 # the same in the JSON report, plus the runner's memory peak and the drift baseline's run id
 REPORT_EXCLUDED_KEYS = set(EXCLUDED_COLUMNS) | {"runner_peak_rss_mib", "baseline_run_id"}

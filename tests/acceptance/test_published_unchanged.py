@@ -13,7 +13,13 @@ more migration (V018: meta.schema_migrations, the migrate stage's count) and two
 empty (stg.order_lines, stg.model_lines), their feature, label and split rows unchanged; the
 UCI scenario's content changed on purpose (its config now stages lines and the invoice's
 country, and defines features over them; then its profile once more, when a share between 0
-and 1 stopped being binned as whole numbers):
+and 1 stopped being binned as whole numbers). It was recorded again when pipelines got names,
+with bookkeeping differences only, in every scenario: one more migration (V019) and its table
+(meta.pipeline, the owner), meta.runs' new pipeline and report columns, the stages' counts
+(the rows each wrote to its table, with what it read beside them: meta.run_stages and the
+report's stages), the report's pipeline and refresh (the published version), and the
+sentences of passing checks (they now read as passes); no row of stg, feats or the published
+meta tables changed:
   - sample: configs/pipeline.yaml on data/raw/orders.csv;
   - dirty: configs/pipeline_dirty.yaml (the gate fails on purpose, exit 1): every check of the
     JSON report (ids, statuses, counts, percents, messages, samples), meta.validation_failures;
