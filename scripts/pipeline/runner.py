@@ -116,7 +116,7 @@ def stage_migrate(run: Run, stage: Stage) -> None:
     # before any data work: every source model returns the canonical columns and types
     models.check_contract(run.conn, run.context["models"], run.config.staging.attributes)
     run.plan = versions.plan(run.conn, run.batch_file_sha256s, versions.definition_sha256(run.config),
-                             run.full_refresh)
+                             run.full_refresh, {s["sha256"]: s["bytes"] for s in run.sources})
     versions.describe(run.plan, log)
 
 

@@ -68,6 +68,13 @@ def write(project: Project, name: str, rows: list[tuple[str, ...]]) -> str:
     return project.write_csv(name, HEADER + "".join(",".join(r) + "\n" for r in rows))
 
 
+def outweighs(project: Project, before: list[str], after: list[str]) -> bool:
+    """The size rule, from the files alone: the newly named files hold more bytes than the
+    staged files that stay (such a batch goes the full way)."""
+    size = lambda path: (project.root / path).stat().st_size  # noqa: E731
+    return sum(size(p) for p in after if p not in before) > sum(size(p) for p in before if p in after)
+
+
 def state(url: str, labels: bool = True) -> dict[str, Any]:
     """Everything a run publishes, as sorted rows (no run ids, no timestamps of runs)."""
     found = {
@@ -118,6 +125,7 @@ def test_incremental_runs_equal_full_rebuilds(project: Project, db_factory: Call
         pick = (lambda: rng.choice(sorted(alone)) if alone and rng.random() < 0.7
                 else rng.choice(list(named)))
         touched = None
+        before = list(named.values())
         if action == "add" or len(named) < 3:
             action, day = "add", day + 1
             name = touched = f"day{day:02d}.csv"
@@ -136,7 +144,9 @@ def test_incremental_runs_equal_full_rebuilds(project: Project, db_factory: Call
             touched = fixed_name
         config = project.write_config(list(named.values()), **SECTIONS)
         report = run(config, incremental_url)
-        if step > 0 and (action == "add" or name in alone):
+        if step > 0 and (action == "add" or name in alone) and outweighs(project, before, list(named.values())):
+            assert report["refresh"]["full"] is True and "outweigh" in report["refresh"]["reason"], report["refresh"]
+        elif step > 0 and (action == "add" or name in alone):
             # incremental: only the new file (if any) was validated and modeled; a removed
             # or replaced file that an incremental run had staged holds only its orders
             assert report["refresh"]["full"] is False, (action, report["refresh"])
@@ -221,8 +231,9 @@ def test_a_corrected_or_removed_file_is_incremental_when_it_alone_held_its_order
 ) -> None:
     """The daily case: a history file, two days added, then yesterday's file corrected and
     sent again, then a day withdrawn, then the history itself replaced. Each file held
-    only its own orders, so each run is incremental (only the new file validated), and
-    after each the state equals a rebuild of the same named files from scratch."""
+    only its own orders, so each run is incremental (only the new file validated), except
+    the last: the corrected history outweighs the day that stays, so it goes the full way.
+    After each the state equals a rebuild of the same named files from scratch."""
     rng = random.Random(11)
     history = [row for day in range(6) for row in day_file(rng, day, f"h{day}")]
     files = {"history.csv": write(project, "history.csv", history)}
@@ -242,10 +253,15 @@ def test_a_corrected_or_removed_file_is_incremental_when_it_alone_held_its_order
          len(history)),
     ]
     for what, change, validated in steps:
+        before = list(files.values())
         change()
         config = project.write_config(list(files.values()), **SECTIONS)
         report = run(config, url)
-        assert report["refresh"]["full"] is False, (what, report["refresh"])
+        if outweighs(project, before, list(files.values())):  # the corrected history outweighs a day
+            assert report["refresh"]["full"] is True and "outweigh" in report["refresh"]["reason"], what
+            validated = len(history) + len(day6)  # every named file: day 7 was withdrawn
+        else:
+            assert report["refresh"]["full"] is False, (what, report["refresh"])
         assert next(s for s in report["stages"] if s["stage"] == "validate")["read"] == validated, what
         rebuilt_url = db_factory()
         run(config, rebuilt_url)
@@ -254,3 +270,29 @@ def test_a_corrected_or_removed_file_is_incremental_when_it_alone_held_its_order
             assert incremental[key] == rebuilt[key], f"{what}: {key} differs"
     # the withdrawn day's orders are gone, the corrected amount is in
     assert not query(url, "SELECT 1 FROM stg.orders WHERE order_id LIKE 'Od7-%'")
+
+
+def test_a_batch_that_outweighs_the_history_goes_the_full_way(project: Project, db_factory: Callable[[], str]) -> None:
+    """A first big load after a small sample: the new file holds more bytes than the staged
+    one, so the run is a full refresh (every named file validated), with the reason, and its
+    state equals a rebuild; a small day after it is incremental again."""
+    rng = random.Random(5)
+    small = write(project, "sample.csv", day_file(rng, 0, "s"))
+    big_rows = [row for day in range(1, 9) for row in day_file(rng, day, f"b{day}")]
+    big = write(project, "big.csv", big_rows)
+    url = db_factory()
+    run(project.write_config([small], **SECTIONS), url)
+    config = project.write_config([small, big], **SECTIONS)
+    report = run(config, url)
+    sizes = [(project.root / p).stat().st_size for p in (small, big)]
+    assert sizes[1] > sizes[0]  # the premise, from the files themselves
+    assert report["refresh"]["full"] is True
+    assert report["refresh"]["reason"].startswith(f"the 1 new file(s) ({sizes[1]:,} bytes) outweigh the {sizes[0]:,}")
+    rows_in_both = (project.root / small).read_text().count("\n") - 1 + len(big_rows)
+    assert next(s for s in report["stages"] if s["stage"] == "validate")["read"] == rows_in_both
+    rebuilt = db_factory()
+    run(config, rebuilt)
+    assert state(url) == state(rebuilt)
+    day = write(project, "day09.csv", day_file(rng, 9, "d9"))
+    report = run(project.write_config([small, big, day], **SECTIONS), url)
+    assert report["refresh"]["full"] is False, report["refresh"]
