@@ -117,7 +117,7 @@ FROM windowed AS w
 WHERE {{ versions.full_refresh() }} OR {{ in_scope('w.customer_id', 'w.feature_time') }}
 {%- endcall %}
 
-ALTER TABLE work.feature_rows ADD PRIMARY KEY (customer_id, feature_time);
+{{ dist.scratch_key('work.feature_rows') }}
 
 ANALYZE work.feature_rows;
 {%- endif %}
@@ -181,7 +181,7 @@ SELECT
 FROM feature_values
 {%- endcall %}
 
-ALTER TABLE work.feature_rows ADD PRIMARY KEY (customer_id, feature_time);
+{{ dist.scratch_key('work.feature_rows') }}
 
 ANALYZE work.feature_rows;
 {%- endif %}

@@ -104,7 +104,7 @@ LEFT JOIN work.label_scope AS s ON f.customer_id = s.customer_id
 WHERE {{ versions.full_refresh() }} OR (f.feature_time >= s.from_at AND f.feature_time <= s.until_at)
 {%- endcall %}
 
-ALTER TABLE work.label_rows ADD PRIMARY KEY (customer_id, feature_time);
+{{ dist.scratch_key('work.label_rows') }}
 
 ANALYZE work.label_rows;
 

@@ -136,7 +136,7 @@ FROM scoped AS f
 CROSS JOIN split_boundaries AS cuts
 {%- endcall %}
 
-ALTER TABLE work.split_rows ADD PRIMARY KEY (customer_id, feature_time);
+{{ dist.scratch_key('work.split_rows') }}
 
 ANALYZE work.split_rows;
 

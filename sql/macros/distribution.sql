@@ -73,3 +73,23 @@ CREATE UNLOGGED TABLE {{ name }} AS
 {{ caller() }};
 {%- endif %}
 {%- endmacro -%}
+
+
+{#- The key of a scratch table `name` of (customer_id, feature_time) rows, for the
+    incremental runs' lookups into it (the scope's rows closed by key). A full refresh joins
+    every row by hash and looks up nothing, so it builds no key: at a million rows that is
+    0.36 s a table (the history's unique index on current rows still refuses a duplicate).
+    On Citus the key is always built (a distributed table's DDL is not run from PL/pgSQL). -#}
+{%- macro scratch_key(name) -%}
+{%- if distribution -%}
+ALTER TABLE {{ name }} ADD PRIMARY KEY (customer_id, feature_time);
+{%- else -%}
+DO $key$
+BEGIN
+    IF NOT current_setting('raw_to_ready.full_refresh')::boolean THEN
+        ALTER TABLE {{ name }} ADD PRIMARY KEY (customer_id, feature_time);
+    END IF;
+END
+$key$;
+{%- endif -%}
+{%- endmacro -%}
