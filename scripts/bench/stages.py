@@ -234,10 +234,13 @@ def main(argv: list[str] | None = None) -> int:
         + (f" {'DuckDB s':>9} {'ratio':>7}" if duck else "") + (f" {'Citus s':>8}" if cluster else ""),
     ]
     for stage in stages:
-        # a data stage's rate is the rows it handled per second; migrate and registry have none
-        rate = (f"{stage['rows'] / stage['seconds']:>12,.0f}"
-                if stage["seconds"] and stage["rows"] and stage["stage"] not in ("migrate", "registry") else f"{'':>12}")
-        rows = f"{stage['rows']:>12,}" if stage["rows"] is not None else f"{'':>12}"
+        # the rows a stage handled: what it read where it reports that (a gate's records
+        # checked, the orders profiled, the rows computed), else what it wrote; a data stage's
+        # rate is those per second; migrate and registry have none
+        handled = stage.get("read") if stage.get("read") is not None else stage["rows"]
+        rate = (f"{handled / stage['seconds']:>12,.0f}"
+                if stage["seconds"] and handled and stage["stage"] not in ("migrate", "registry") else f"{'':>12}")
+        rows = f"{handled:>12,}" if handled is not None else f"{'':>12}"
         theirs = duck_seconds.get(stage["stage"])
         versus = (f" {theirs:>9.2f} {stage['seconds'] / theirs:>6.1f}x" if theirs else f" {'-':>9} {'':>7}") if duck else ""
         # ingest's floor is the COPY plus building the payloads
