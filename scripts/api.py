@@ -300,16 +300,7 @@ def _check_entities(conn: psycopg.Connection, index: pd.Index) -> None:
 
 
 def _features_statement(columns: list[Column]) -> sql.Composed:
-    # as retrieve.result_statement: the arrays from a subquery in FROM, so that PostgreSQL
-    # inlines the function and plans its lookups with the real entity count
-    return sql.SQL(
-        "COPY (SELECT {columns}"
-        " FROM (SELECT array_agg(t.customer_id ORDER BY t.entity_number) AS customer_ids,"
-        "              array_agg(t.as_of ORDER BY t.entity_number) AS as_ofs"
-        "       FROM retrieve_typed AS t) AS e"
-        " CROSS JOIN LATERAL feats.features_as_of(e.customer_ids, e.as_ofs) AS f"
-        " ORDER BY f.entity_number) TO STDOUT (FORMAT csv)"
-    ).format(columns=rows_mod.select_list(columns))
+    return retrieve.features_statement(rows_mod.select_list(columns), header=False)
 
 
 # --- the run report --------------------------------------------------------------------------

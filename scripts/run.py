@@ -18,6 +18,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from scripts.config import add_config_argument
 from scripts.console import log
 from scripts.errors import (EXIT_CODES_HELP, EXIT_PASSED, EXIT_RUNTIME, EXIT_USAGE, EXIT_VALIDATION_FAILED,
                             failure)
@@ -32,7 +33,7 @@ __all__ = ["EXIT_PASSED", "EXIT_RUNTIME", "EXIT_USAGE", "EXIT_VALIDATION_FAILED"
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m scripts.run", description=__doc__.splitlines()[0],
                                      epilog=EXIT_CODES_HELP)
-    parser.add_argument("--config", default="configs/pipeline.yaml", help="pipeline config (default: %(default)s)")
+    add_config_argument(parser)
     parser.add_argument("--stage", choices=STAGE_NAMES, default="registry",
                         help="run every stage up to and including this one (default: all)")
     parser.add_argument("--warn-error", action="store_true", help="treat warnings as failures (exit 1)")

@@ -8,8 +8,18 @@
     fields.py        constants and small readers every section uses (the package's leaf)
 """
 
+import argparse
+
 from scripts.config.pipeline import PipelineConfig, load, name_of
 from scripts.config.source_files import SourceFile, project_root, resolve
 from scripts.errors import ConfigError
 
-__all__ = ["ConfigError", "PipelineConfig", "SourceFile", "load", "name_of", "project_root", "resolve"]
+__all__ = ["DEFAULT_CONFIG", "ConfigError", "PipelineConfig", "SourceFile", "add_config_argument", "load", "name_of",
+           "project_root", "resolve"]
+
+DEFAULT_CONFIG = "configs/pipeline.yaml"  # what every command reads without --config (make's CONFIG)
+
+
+def add_config_argument(parser: argparse.ArgumentParser) -> None:
+    """Every command's --config: the pipeline config, whose pipeline it acts on."""
+    parser.add_argument("--config", default=DEFAULT_CONFIG, help="pipeline config (default: %(default)s)")

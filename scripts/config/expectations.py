@@ -97,6 +97,9 @@ def _check(path: Path, key: str, rule: str, column: str | None, spec: dict[str, 
         # the check counts its own rows (where, or the non-null values for mostly; non_null's
         # mostly is a share of all its rows)
         "has_domain": "where" in params or ("mostly" in params and rule not in MOSTLY_OF_ALL_ROWS),
+        # mostly counts a share of the non-null values only (non_null's: of all its rows):
+        # the SQL's domain leaves the nulls out then (sql/macros/rules.sql, order_rules.sql)
+        "mostly_of_values": "mostly" in params and rule not in MOSTLY_OF_ALL_ROWS,
     }
 
 

@@ -200,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m scripts.db.migrate", epilog=EXIT_CODES_HELP,
                                      description="Apply the pending schema migrations (sql/migrations/) to the "
                                                  "database of the pipeline of --config (make migrate).")
-    parser.add_argument("--config", default="configs/pipeline.yaml", help="pipeline config (default: %(default)s)")
+    config.add_config_argument(parser)
     args = parser.parse_args(argv)
     try:
         url = pipelines.database_url(config.name_of(args.config))

@@ -96,7 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m scripts.db.roles", epilog=EXIT_CODES_HELP,
                                      description="Create the owner, loader and reader roles and set the database of "
                                                  "the pipeline of --config up for them, as a DBA (make roles).")
-    parser.add_argument("--config", default="configs/pipeline.yaml", help="pipeline config (default: %(default)s)")
+    config.add_config_argument(parser)
     args = parser.parse_args(argv)
     url = ""
     try:

@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m scripts.db.server", description=__doc__.splitlines()[0],
                                      epilog="up, url and psql act on the database of the pipeline of --config.")
     parser.add_argument("command", choices=["up", "url", "psql", "stop"])
-    parser.add_argument("--config", default="configs/pipeline.yaml", help="pipeline config (default: %(default)s)")
+    config.add_config_argument(parser)
     args = parser.parse_args(argv)
     try:
         if args.command == "stop":

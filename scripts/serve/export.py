@@ -347,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m scripts.serve.export", description=__doc__.splitlines()[0],
         epilog="Exit codes: 0 exported, 2 bad config or usage, 3 runtime or database error.",
     )
-    parser.add_argument("--config", default="configs/pipeline.yaml", help="pipeline config (default: %(default)s)")
+    config_mod.add_config_argument(parser)
     parser.add_argument("--feature-version", help="the version to export (default: the latest registered)")
     parser.add_argument("--out", default=str(DATASETS),
                         help="where the pipeline's folder of versions goes (default: %(default)s)")

@@ -273,18 +273,24 @@ def connect(database_url: str) -> psycopg.Connection:
     return connection.connect(database_url, autocommit=True)
 
 
-def result_statement(config: PipelineConfig) -> sql.Composed:
-    columns = ["customer_id", "as_of", *feature_columns(config)]
-    # The arrays come from a subquery in FROM (not ARRAY(SELECT ...) arguments), so that
-    # PostgreSQL inlines the function and plans its lookups with the real entity count.
+def features_statement(columns: sql.Composable, header: bool) -> sql.Composed:
+    """COPY of feats.features_as_of over the entities in retrieve_typed, in their order, as
+    CSV: ``columns`` of the function's rows (alias f). Used here and by the Python API. The
+    arrays come from a subquery in FROM (not ARRAY(SELECT ...) arguments), so that
+    PostgreSQL inlines the function and plans its lookups with the real entity count."""
     return sql.SQL(
         "COPY (SELECT {columns}"
         " FROM (SELECT array_agg(t.customer_id ORDER BY t.entity_number) AS customer_ids,"
         "              array_agg(t.as_of ORDER BY t.entity_number) AS as_ofs"
         "       FROM retrieve_typed AS t) AS e"
         " CROSS JOIN LATERAL feats.features_as_of(e.customer_ids, e.as_ofs) AS f"
-        " ORDER BY f.entity_number) TO STDOUT (FORMAT csv, HEADER true)"
-    ).format(columns=sql.SQL(", ").join(sql.SQL("f.{}").format(sql.Identifier(c)) for c in columns))
+        " ORDER BY f.entity_number) TO STDOUT (FORMAT csv{header})"
+    ).format(columns=columns, header=sql.SQL(", HEADER true" if header else ""))
+
+
+def result_statement(config: PipelineConfig) -> sql.Composed:
+    columns = ["customer_id", "as_of", *feature_columns(config)]
+    return features_statement(sql.SQL(", ").join(sql.SQL("f.{}").format(sql.Identifier(c)) for c in columns), True)
 
 
 def write_result(conn: psycopg.Connection, config: PipelineConfig, out: Path) -> int:
@@ -346,7 +352,7 @@ def main(argv: list[str] | None = None) -> int:
         epilog="Exit codes: 0 written, 2 bad input or usage, 3 runtime or database error "
                "(the features stage has not run: run make all, or make features, first).",
     )
-    parser.add_argument("--config", default="configs/pipeline.yaml", help="pipeline config (default: %(default)s)")
+    config_mod.add_config_argument(parser)
     parser.add_argument("--entities", required=True, help="CSV file with the header customer_id,as_of")
     parser.add_argument("--out", required=True, help="CSV file to write (replaced only when complete)")
     args = parser.parse_args(argv)

@@ -395,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m scripts.serve.train", description=__doc__.splitlines()[0],
         epilog="Exit codes: 0 trained, 2 bad config or usage, 3 runtime or database error.",
     )
-    parser.add_argument("--config", default="configs/pipeline.yaml", help="pipeline config (default: %(default)s)")
+    config_mod.add_config_argument(parser)
     parser.add_argument("--feature-version", help="the version to train on (default: the latest registered)")
     parser.add_argument("--datasets", default=str(export_mod.DATASETS),
                         help="where make export wrote <pipeline>/<feature_version>/ (default: %(default)s)")

@@ -29,7 +29,7 @@ o.{{ condition.column | ident }}::text
 {%- for condition in check.params.get('where', []) -%}
 {%- set _ = parts.append(rules.condition_holds(condition, condition_field(condition))) -%}
 {%- endfor -%}
-{%- if 'mostly' in check.params and check.rule != 'non_null' -%}
+{%- if check.get('mostly_of_values') -%}
 {%- set _ = parts.append(field(check) ~ ' IS NOT NULL') -%}
 {%- endif -%}
 ({{ parts | join(' AND ') }})

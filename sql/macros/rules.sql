@@ -174,7 +174,7 @@ nullif({{ trimmed('e.payload ->> ' ~ (condition.column | literal)) }}, '')
 {%- for condition in check.params.get('where', []) -%}
 {%- set _ = parts.append(condition_holds(condition, condition_field(condition))) -%}
 {%- endfor -%}
-{%- if 'mostly' in check.params and check.rule != 'non_null' -%}
+{%- if check.get('mostly_of_values') -%}
 {%- set _ = parts.append(non_null_value(check)) -%}
 {%- endif -%}
 ({{ parts | join(' AND ') }})
