@@ -34,7 +34,7 @@ import psycopg
 from psycopg import sql
 
 from scripts.bench import generate_orders
-from scripts.bench.stages import dataset, run_config
+from scripts.bench.stages import dataset, elapsed, run_config
 from scripts.db import server as embedded
 from scripts.paths import REPO_ROOT
 
@@ -103,8 +103,7 @@ def measure(admin_url: str, rows: int, new_rows: int, seed: int, work: Path) -> 
 
 def table(result: dict[str, Any]) -> list[str]:
     full, daily = result["full"], result["daily"]
-    total_full = sum(s["seconds"] or 0 for s in full["stages"])
-    total_daily = sum(s["seconds"] or 0 for s in daily["stages"])
+    total_full, total_daily = elapsed(full["stages"]), elapsed(daily["stages"])
     seconds = {s["stage"]: s["seconds"] for s in daily["stages"]}
     lines = [f"history {result['rows']:,} orders + next day {result['new_rows']:,} orders "
              f"({daily['refresh']['reason'] if daily.get('refresh') else ''})",
@@ -135,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     for result in results:
         lines += [""] + table(result)
     if len(results) > 1:
-        daily = [sum(s["seconds"] or 0 for s in r["daily"]["stages"]) for r in results]
+        daily = [elapsed(r["daily"]["stages"]) for r in results]
         lines += ["", "daily run by history: " + ", ".join(f"{r['rows']:,}: {d:.2f} s" for r, d in zip(results, daily))
                   + f"; largest / smallest = {daily[-1] / daily[0]:.2f}x"]
     print("\n".join(lines))
