@@ -1,53 +1,83 @@
 {#- A bulk load into an empty table (a first load, a backfill into a new database), for
-    stg.orders (40_stage/040) and the history tables (macros/versions.sql, apply_changes): the
-    caller's statements (an INSERT) run between dropping the table's secondary indexes (all
-    but the primary key's) and building them again, in the same transaction, so no reader
-    ever sees the table without them. Building an index over a million rows at once costs a
-    fraction of maintaining it row by row (stg.orders at 1M: 5.1 s with its indexes; 1.5 s,
-    then 0.7 s to build them). A table that holds rows keeps its indexes: a daily run adds
-    few rows to many. The definitions of the dropped indexes pass from the first block to
-    the second in the temporary table bulk_load_indexes, which only this macro writes and
-    reads. On Citus the shards keep theirs (each worker maintains its own, in parallel; and
-    Citus refuses DDL on a shard that this transaction read over several connections).
-    Import with context. -#}
-{%- macro bulk_load(table) %}
+    raw.raw_events (10_ingest/020 and 025), stg.orders (40_stage/040) and the history tables
+    (macros/versions.sql, apply_changes): the caller's statements (an INSERT) run between
+    drop_keys_if_empty and rebuild_keys, in the same transaction, so no reader ever sees the
+    table without its keys and indexes.
+    - The table is emptied anew (TRUNCATE of an empty table: a new file for it). On a server
+      whose WAL level is minimal (the embedded one: scripts/db/server.py), the rows this
+      transaction then writes go to the table's file once, synced at commit, not also into
+      the WAL. Elsewhere it costs nothing.
+    - Its indexes, the primary key's and unique constraints' too, are dropped and built again
+      after the rows: building an index over a million rows at once costs a fraction of
+      maintaining it row by row (stg.orders at 1M: 5.1 s with its indexes; 1.5 s, then
+      0.7 s to build them). A key violated by the rows fails the build, naming the key.
+    A table that holds rows keeps its indexes: a daily run adds few rows to many. The
+    statements that rebuild them pass from the first block to the second in the temporary
+    table bulk_load_indexes, which only these macros write and read. On Citus the shards keep
+    theirs (each worker maintains its own, in parallel; and Citus refuses DDL on a shard that
+    this transaction read over several connections). Import with context. -#}
+{%- macro drop_keys_if_empty(table) %}
 {%- if not distribution %}
 DO $bulk$
 DECLARE
     dropped record;
 BEGIN
     CREATE TEMPORARY TABLE IF NOT EXISTS bulk_load_indexes (
-        table_name text, index_name text, definition text
+        table_name text, index_name text, constraint_name text, definition text
     ) ON COMMIT DROP;
     IF NOT EXISTS (SELECT 1 FROM {{ table }}) THEN
+        TRUNCATE {{ table }};
         FOR dropped IN
-            INSERT INTO bulk_load_indexes (table_name, index_name, definition)
-            SELECT {{ table | literal }}, i.indexrelid::regclass::text, pg_get_indexdef(i.indexrelid)
+            INSERT INTO bulk_load_indexes (table_name, index_name, constraint_name, definition)
+            SELECT
+                {{ table | literal }},
+                i.indexrelid::regclass::text,
+                c.conname,
+                CASE
+                    WHEN c.oid IS NULL THEN pg_get_indexdef(i.indexrelid)
+                    ELSE format('ALTER TABLE %s ADD CONSTRAINT %I %s', {{ table | literal }}, c.conname, pg_get_constraintdef(c.oid))
+                END
             FROM pg_index AS i
-            WHERE i.indrelid = {{ table | literal }}::regclass
-                AND NOT EXISTS (SELECT FROM pg_constraint AS c WHERE c.conindid = i.indexrelid)
-            RETURNING index_name
+            LEFT JOIN pg_constraint AS c ON c.conindid = i.indexrelid AND c.conrelid = i.indrelid
+            WHERE
+                i.indrelid = {{ table | literal }}::regclass
+                AND (c.oid IS NULL OR c.contype IN ('p', 'u'))
+            RETURNING index_name, constraint_name
         LOOP
-            EXECUTE format('DROP INDEX %s', dropped.index_name);
+            IF dropped.constraint_name IS NULL THEN
+                EXECUTE format('DROP INDEX %s', dropped.index_name);
+            ELSE
+                EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', {{ table | literal }}, dropped.constraint_name);
+            END IF;
         END LOOP;
     END IF;
 END
 $bulk$;
 {%- endif %}
-{{ caller() }}
-{%- if not distribution %}
+{%- endmacro %}
 
+{%- macro rebuild_keys(table) %}
+{%- if not distribution %}
 DO $bulk$
 DECLARE
     dropped record;
 BEGIN
-    FOR dropped IN
-        DELETE FROM bulk_load_indexes WHERE table_name = {{ table | literal }}
-        RETURNING definition
-    LOOP
-        EXECUTE dropped.definition;
-    END LOOP;
+    -- absent when drop_keys_if_empty did not run in this transaction (a psql session's own)
+    IF to_regclass('pg_temp.bulk_load_indexes') IS NOT NULL THEN
+        FOR dropped IN
+            DELETE FROM bulk_load_indexes WHERE table_name = {{ table | literal }}
+            RETURNING definition
+        LOOP
+            EXECUTE dropped.definition;
+        END LOOP;
+    END IF;
 END
 $bulk$;
 {%- endif %}
+{%- endmacro %}
+
+{%- macro bulk_load(table) %}
+{{- drop_keys_if_empty(table) }}
+{{ caller() }}
+{{- rebuild_keys(table) }}
 {%- endmacro %}
