@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import re
 import resource
+import sys
+import threading
 import urllib.parse
 
 import psycopg
@@ -17,9 +19,15 @@ from psycopg import conninfo
 
 
 
+_LOG_LOCK = threading.Lock()
+
+
 def log(message: str) -> None:
-    """One line on stdout, flushed: a long stage shows it started before it ends."""
-    print(message, flush=True)
+    """One line on stdout, flushed: a long stage shows it started before it ends. Written
+    whole, so that two stages running at once never mix their lines."""
+    with _LOG_LOCK:
+        sys.stdout.write(message + "\n")
+        sys.stdout.flush()
 
 
 def peak_rss_mib() -> float:

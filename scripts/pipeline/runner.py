@@ -6,10 +6,12 @@ runs included, and the rendered SQL it executed to artifacts/runs/<run_id>/sql/.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -226,6 +228,57 @@ RUNNERS: dict[str, Callable[[Run, Stage], None]] = {
 }
 
 
+# --- two stages at once ----------------------------------------------------------------
+
+
+QUERY_CANCELED = "57014"  # the statement a failure beside it cancelled
+
+
+def runs_beside(run: Run, stage: Stage, following: Stage) -> bool:
+    """Whether ``following`` runs beside ``stage``: it may (stages.py), the run is a full
+    refresh (a daily run's stages are short) and on one server (Citus spreads each statement
+    over its workers already)."""
+    return following.beside == stage.name and bool(run.plan and run.plan.full_refresh) \
+        and not run.config.distribution
+
+
+def run_beside(run: Run, stage: Stage, following: Stage) -> None:
+    """Run ``stage`` on the run's connection and ``following`` on a second one, at once, each
+    in its own transaction as always. A failure of either cancels the other's statement.
+    Once both have ended, the error raised is ``stage``'s, unless that was the cancel."""
+    conn = connect(run.database_url, run.run_id)
+    roles.become_loader(conn)
+    beside = dataclasses.replace(run, conn=conn)  # shares the stages, results and plan
+    errors_of: dict[str, BaseException] = {}
+
+    def work() -> None:
+        try:
+            RUNNERS[following.kind](beside, following)
+        except BaseException as exc:  # noqa: BLE001 - raised in the run's thread below
+            errors_of[following.name] = exc
+            run.conn.cancel_safe()
+
+    thread = threading.Thread(target=work, name=f"stage {following.name}", daemon=True)
+    thread.start()
+    try:
+        RUNNERS[stage.kind](run, stage)
+    except BaseException as exc:  # noqa: BLE001 - raised below, after the other stage ended
+        errors_of[stage.name] = exc
+        conn.cancel_safe()
+    finally:
+        thread.join()
+        conn.close()
+        run.stages.sort(key=lambda record: STAGE_NAMES.index(record["stage"]))
+        for record in run.stages:  # the report says which ran at the same time
+            if record["stage"] == following.name:
+                record["beside"] = stage.name
+    cancelled = getattr(errors_of.get(stage.name), "sqlstate", None) == QUERY_CANCELED
+    for name in ([following.name, stage.name] if cancelled else [stage.name, following.name]):
+        if name in errors_of:
+            run.stopped = name
+            raise errors_of[name]
+
+
 # --- a run ------------------------------------------------------------------------------
 
 
@@ -280,9 +333,11 @@ def run_pipeline(
         sources = describe_sources(config, reread=full_refresh)
         sources_mod.check_rule_columns(config, sources)
         report["pipeline"] = config.name
-        conn = connect(database_url or pipelines.database_url(config.name), run_id)
+        database_url = database_url or pipelines.database_url(config.name)
+        conn = connect(database_url, run_id)
         run = Run(config=config, run_id=run_id, conn=conn, out_dir=ARTIFACTS / "runs" / run_id,
-                  warn_error=warn_error, sources=sources, full_refresh=full_refresh)
+                  warn_error=warn_error, sources=sources, full_refresh=full_refresh,
+                  database_url=database_url)
         log(f"run {run_id}: pipeline {config.name} ({config.path}) -> {len(sources)} source file(s), "
             f"stages through {through}")
         # content only, so known before any stage: the training set carries it
@@ -296,8 +351,13 @@ def run_pipeline(
         position = 0
         while position < len(stages):
             try:
-                RUNNERS[stages[position].kind](run, stages[position])
-                position += 1
+                following = stages[position + 1] if position + 1 < len(stages) else None
+                if following and runs_beside(run, stages[position], following):
+                    run_beside(run, stages[position], following)
+                    position += 2
+                else:
+                    RUNNERS[stages[position].kind](run, stages[position])
+                    position += 1
             except NeedsFullRefresh as exc:  # the gates start over on every named file
                 run.plan = run.plan.as_full_refresh(list(dict.fromkeys(run.batch_file_sha256s)), str(exc))
                 log(f"  full refresh: {exc}")
@@ -332,6 +392,12 @@ IN_STAGE_ERRORS = (StageError, errors.MigrationError, errors.IngestError, errors
 def in_stage(run: Run | None, message: str) -> str:
     """A runtime error names the stage it stopped; the next run starts that stage over."""
     failed = [s["stage"] for s in (run.stages if run else []) if s["status"] == "error"]
+    if failed and run and run.stopped:  # two stages ran at once: name the one whose error this is
+        stopped = next(r for r in run.stages if r["stage"] == run.stopped)
+        also = [r["stage"] for r in run.stages if r["status"] == "error" and r["stage"] != run.stopped
+                and (r.get("beside") == run.stopped or stopped.get("beside") == r["stage"])]
+        failed = [name for name in failed if name != run.stopped] + [run.stopped]
+        message += "".join(f"\n  the {name} stage, run beside it, stopped too" for name in also)
     if failed and run and run.config.distribution:
         message += distribution.describe_failure(run.conn)
     if failed and run and run.conn.broken:

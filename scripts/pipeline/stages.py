@@ -5,6 +5,9 @@ A stage's name is its ``--stage`` value, its make target and its folder under sq
 runs in one transaction. A stage's row count is what its ``-- rows:`` statements wrote to
 its table (``table`` below; scripts/db/execute.py); what it read, when that says more, is
 counted by its ``-- read:`` statements or by its checks or report (``read`` below).
+A stage that reads nothing the stage before it writes may run beside it, on a second
+connection, when the run is a full refresh on one server (``beside`` below): both cores
+work, each stage still in its own transaction.
 
 Adding a stage: a folder sql/NN_<name>/ with its files, a row here, a make target.
 """
@@ -23,6 +26,7 @@ class Stage:
     data: bool = True  # works on the batch's rows: the log shows it start
     table: str = ""  # the table its row count is of: the rows it wrote there
     read: str | None = None  # what its checks count as read (else its report or -- read: statements)
+    beside: str | None = None  # the stage before it, which a full refresh runs it beside
 
 
 STAGES: tuple[Stage, ...] = (
@@ -36,7 +40,8 @@ STAGES: tuple[Stage, ...] = (
     Stage("model", gate_level="orders", table="stg.model_orders", read="orders checked"),
     Stage("stage", table="stg.orders"),
     Stage("features", table="feats.customer_feature_history"),
-    Stage("labels", table="feats.customer_label_history"),
+    # its scope comes from stg.order_changes, not from the features'
+    Stage("labels", table="feats.customer_label_history", beside="features"),
     Stage("splits", report="splits", table="meta.dataset_split_history"),
     # profiles, drift checks
     Stage("profile", gate_level="drift", report="profile", table="meta.profiles"),

@@ -33,6 +33,8 @@ class Run:
     rendered: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # stage -> (file, SQL)
     full_refresh: bool = False  # --full-refresh
     plan: versions.Plan | None = None  # incremental or full: decided after migrations
+    database_url: str = ""  # where conn goes: a stage run beside another opens a second connection
+    stopped: str | None = None  # of two stages run at once that failed, the one whose error was raised
 
     @property
     def settings(self) -> dict[str, str]:

@@ -48,15 +48,7 @@ EXISTS (
 
 -- The customers to recompute and the instant from which (none on a full refresh).
 {% call dist.scratch_table('work.feature_scope', 'customer_id') -%}
-SELECT
-    c.customer_id,
-    min(c.changed_at) AS from_at
-FROM stg.order_changes AS c
-WHERE
-    NOT {{ versions.full_refresh() }}
-    AND c.version_number > {{ versions.published_version() }}
-    AND c.customer_id IS NOT NULL
-GROUP BY c.customer_id
+{{ versions.changed_customers() }}
 {%- endcall %}
 
 ALTER TABLE work.feature_scope ADD PRIMARY KEY (customer_id);
@@ -114,7 +106,7 @@ SELECT
 FROM windowed AS w
 -- the rows read only to fill the frames are not the scope's (on a full refresh every row is:
 -- no lookup)
-WHERE {{ versions.full_refresh() }} OR {{ in_scope('w.customer_id', 'w.feature_time') }}
+WHERE {{ versions.full_refresh_once() }} OR {{ in_scope('w.customer_id', 'w.feature_time') }}
 {%- endcall %}
 
 {{ dist.scratch_key('work.feature_rows') }}
@@ -167,7 +159,7 @@ feature_values AS (
             AND w.{{ ('entity__' ~ entity.entity) | ident }} = {{ ('e_' ~ entity.entity) | ident }}.entity_value
             AND w.feature_time = {{ ('e_' ~ entity.entity) | ident }}.feature_time
     {%- endfor %}
-    WHERE w.spine__ AND ({{ versions.full_refresh() }} OR {{ in_scope('w.partition__', 'w.feature_time') }})
+    WHERE w.spine__ AND ({{ versions.full_refresh_once() }} OR {{ in_scope('w.partition__', 'w.feature_time') }})
 )
 
 -- every column in table order, a ratio dividing two finished ones

@@ -4,7 +4,7 @@
 -- Brings the forward-looking labels of every feature row up to date, as rows of the
 -- version this run writes (published by 70_registry/070; readers see feats.customer_labels).
 -- grain: one row per (customer_id, feature_time) of the features
--- requires: 50_features/050_customer_feature_history.sql (work.feature_scope),
+-- requires: 40_stage/041_stg_order_changes.sql (stg.order_changes),
 --           V017__create_feature_and_label_history.sql
 -- writes: feats.customer_label_history, work.label_observed_end, work.label_scope, work.label_rows
 -- settings: raw_to_ready.full_refresh, raw_to_ready.version_number,
@@ -46,14 +46,17 @@ SELECT
 {{ versions.open_history('feats.customer_label_history', label_columns) }}
 
 -- The customers to relabel and the instant from which: the changed customers from H days
--- before their earliest change. None on a full refresh.
+-- before their earliest change. None on a full refresh. Read from the changes, as the
+-- features' scope is, not from it: a full refresh computes the labels beside the features
+-- (scripts/pipeline/stages.py).
 {% call dist.scratch_table('work.label_scope', 'customer_id') -%}
 SELECT
     s.customer_id,
     s.from_at - make_interval(days => {{ labels.horizon_days | literal }}) AS from_at,
     'infinity'::timestamptz AS until_at
-FROM work.feature_scope AS s
-WHERE NOT {{ versions.full_refresh() }}
+FROM (
+    {{ versions.changed_customers() | indent(4) }}
+) AS s
 {%- endcall %}
 
 ALTER TABLE work.label_scope ADD PRIMARY KEY (customer_id);
@@ -101,7 +104,7 @@ SELECT
     coalesce(f.next_revenue, 0) AS {{ label_names.revenue | ident }}
 FROM forward AS f
 LEFT JOIN work.label_scope AS s ON f.customer_id = s.customer_id
-WHERE {{ versions.full_refresh() }} OR (f.feature_time >= s.from_at AND f.feature_time <= s.until_at)
+WHERE {{ versions.full_refresh_once() }} OR (f.feature_time >= s.from_at AND f.feature_time <= s.until_at)
 {%- endcall %}
 
 {{ dist.scratch_key('work.label_rows') }}

@@ -7,7 +7,7 @@
   change, 041 for the new ones), and a daily run recomputes them (50_features/050).
 -#}
 -- sqlfluff:exclude_rules:layout.indent
-{%- import 'macros/versions.sql' as versions -%}
+{%- import 'macros/versions.sql' as versions with context -%}
 {%- import 'macros/distribution.sql' as dist with context -%}
 {%- import 'macros/window_pass.sql' as pass with context -%}
 {%- import 'macros/sources.sql' as sources -%}
@@ -116,7 +116,7 @@ SELECT
     {%- endfor %}
 FROM defined_windowed AS w
 LEFT JOIN entity_scope AS v ON w.partition__ = v.entity_value
-WHERE w.spine__ AND ({{ versions.full_refresh() }} OR w.feature_time >= v.from_at);
+WHERE w.spine__ AND ({{ versions.full_refresh_once() }} OR w.feature_time >= v.from_at);
 {%- endfor %}
 
 ANALYZE work.entity_feature_rows;
