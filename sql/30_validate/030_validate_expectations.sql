@@ -60,7 +60,7 @@ SELECT
     {%- endfor %}
     count(*) AS row_count
 FROM raw.raw_events AS e
-WHERE e.file_sha256 = ANY({{ versions.work_files() }});
+WHERE {{ versions.in_work_files('e.file_sha256') }};
 
 -- Pass 2a: keys that occur more than once, for the order id (whose exact repeats
 -- staging collapses) and for every column with a unique rule. Usually few.
@@ -71,7 +71,7 @@ SELECT
     -- a missing key is grouped as ''; it never counts as a conflict (non_null reports it)
     coalesce({{ rules.trimmed('e.payload ->> ' ~ (column | literal)) }}, '') AS key_value
 FROM raw.raw_events AS e
-WHERE e.file_sha256 = ANY({{ versions.work_files() }})
+WHERE {{ versions.in_work_files('e.file_sha256') }}
 GROUP BY coalesce({{ rules.trimmed('e.payload ->> ' ~ (column | literal)) }}, '')
 HAVING count(*) > 1
 {%- if not loop.last %}
@@ -93,7 +93,7 @@ INNER JOIN validation_repeated_keys AS k
     ON
         k.column_name = {{ column | literal }}
         AND k.key_value = coalesce({{ rules.trimmed('e.payload ->> ' ~ (column | literal)) }}, '')
-WHERE e.file_sha256 = ANY({{ versions.work_files() }})
+WHERE {{ versions.in_work_files('e.file_sha256') }}
 GROUP BY k.column_name, k.key_value, e.payload
 {%- if not loop.last %}
 UNION ALL

@@ -138,7 +138,7 @@ SELECT
         e.payload
     FROM raw.raw_events AS e
     WHERE
-        e.file_sha256 = ANY({{ versions.work_files() }})
+        {{ versions.in_work_files('e.file_sha256') }}
         AND EXISTS (SELECT 1 FROM {{ flagged }})
 {%- endmacro -%}
 

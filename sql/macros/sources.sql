@@ -14,14 +14,17 @@
         e.file_path,
         e.line_number,
         e.record_number,
-        e.payload
-    FROM raw.raw_events AS e
+        e.payload,
+        -- the file's place among the source's files in the config (1, 2, ...): what a model
+        -- orders records by, rather than the order files happened to be ingested
+        f.file_position
+    -- the source's files that this run models (the new ones, or all of them on a full
+    -- refresh), joined to their events: one lookup per event in a hash of the files, or
+    -- one pass of the index per file when they are few, whatever their number
+    FROM unnest({{ file_sha256s | literal }}::text[]) WITH ORDINALITY AS f (file_sha256, file_position)
+    INNER JOIN raw.raw_events AS e ON f.file_sha256 = e.file_sha256
     WHERE
-        -- the files this run models (the new ones, or all of them on a full refresh) read
-        -- through the index; then the source's own among them (array_position, so that the
-        -- planner does not read every file of the source through the index instead)
-        e.file_sha256 = ANY({{ versions.work_files() }})
-        AND array_position({{ file_sha256s | literal }}::text[], e.file_sha256::text) IS NOT NULL
+        {{ versions.in_work_files('f.file_sha256') }}
         -- the run's quarantined events, found once (a hashed list): not a lookup per event,
         -- which Citus cannot run where raw events are distributed and the quarantine is not
         -- (event_id is never NULL, so NOT IN means what it says)

@@ -51,6 +51,13 @@ current_setting('raw_to_ready.published_version')::bigint
 string_to_array(current_setting('raw_to_ready.work_files'), ',')::text[]
 {%- endmacro -%}
 
+{#- `column` is one of the files this run validates and models: a semi-join, the list read
+    once per statement, where `= ANY(work_files())` splits the setting for every row (730
+    daily files: 38 s for a million raw events, against 0.2 s). -#}
+{%- macro in_work_files(column) -%}
+{{ column }} IN (SELECT w.file_sha256 FROM unnest({{ work_files() }}) AS w (file_sha256))
+{%- endmacro -%}
+
 {%- macro removed_files() -%}
 string_to_array(current_setting('raw_to_ready.removed_files'), ',')::text[]
 {%- endmacro -%}

@@ -35,7 +35,7 @@ WITH typed_orders AS (
         e.line_number,
         -- where the record stands in the batch: the file's place in the config, then
         -- the record's place in the file (not the order files happened to be ingested)
-        array_position({{ batch_file_sha256s | literal }}::text[], e.file_sha256) AS file_position,
+        e.file_position,
         e.record_number
     FROM {{ source_events }} AS e
 )

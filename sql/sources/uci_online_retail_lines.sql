@@ -26,10 +26,10 @@ WITH invoice_lines AS (
         e.event_id,
         e.file_sha256,
         e.line_number AS file_line_number,
-        array_position({{ batch_file_sha256s | literal }}::text[], e.file_sha256) AS file_position,
+        e.file_position,
         e.record_number
     FROM {{ source_events }} AS e
-    ORDER BY e.payload, file_position, e.record_number
+    ORDER BY e.payload, e.file_position, e.record_number
 )
 
 SELECT
