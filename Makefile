@@ -141,7 +141,7 @@ test-suites: install $(BROWSER_DEPS) ## Run every test suite without the lint (P
 bench: install $(VENV)/.bench-installed ## Benchmark every stage beside DuckDB on ROWS generated orders (ROWS=1000000)
 	$(PY) -m scripts.bench --rows $(ROWS) $(BENCH_ARGS)
 
-bench-incremental: install ## Benchmark a daily run against the full run (ROWS=1000000; BENCH_ARGS="--rows 1000000 10000000")
+bench-incremental: install ## Benchmark a daily run, a first load after the sample and 730 daily files against the full run (ROWS=1000000)
 	$(PY) -m scripts.bench.incremental --rows $(ROWS) $(BENCH_ARGS)
 
 bench-export: install ## Benchmark export (and train: BENCH_ARGS=--train) on ROWS generated orders

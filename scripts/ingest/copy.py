@@ -3,13 +3,13 @@
 Python reads each file's bytes twice and never parses a data row: once to hash it (sha256,
 plus a count of line breaks) and once to stream it to PostgreSQL's COPY. Only the header is
 parsed here, to name the landing table's columns. PostgreSQL parses the CSV, checks the
-encoding and writes the JSONB rows (sql/10_ingest/010, 015, 020).
+encoding and writes the JSONB rows (sql/10_ingest/010, 011, 015, 020).
 
 A file may be local or an S3 object, gzip-compressed, or UTF-16: scripts/objectstore.py
 turns the stored bytes into the text COPY reads, the same way on both passes, and the
 second pass must see the bytes the first one hashed. A source that lists ``columns:``
 lands each physical line whole and SQL splits it into fields, keeping the listed ones
-(sql/10_ingest/011, 012): how a file wider than a PostgreSQL table (1,600 columns) is ingested.
+(sql/10_ingest/012, 013): how a file wider than a PostgreSQL table (1,600 columns) is ingested.
 """
 
 from __future__ import annotations
@@ -29,9 +29,15 @@ from scripts.db.execute import describe_sql_error, execute_sql
 from scripts.errors import IngestError, SourceError, StageError
 
 CHUNK = objectstore.CHUNK
-EVERY_COLUMN_FILES = ("010_raw_landing.sql", "015_raw_landing_line_numbers.sql", "020_raw_events.sql")
-KEPT_COLUMN_FILES = ("010_raw_landing.sql", "011_raw_landing_lines.sql", "012_raw_landing_records.sql",
-                     "020_raw_events.sql")
+# A file alone, as the DBA's psql script ingests it: the landing (010), the file named (011),
+# its records landed (COPY; 012 and 013 when kept columns are split out of whole lines; 015
+# when quoted fields hold line breaks), then the INSERT into raw.raw_events (020). The runner
+# lands every file of one header into one landing and runs 010 and 020 once for them all.
+EVERY_COLUMN_FILES = ("010_raw_landing.sql", "011_raw_landing_file.sql", "015_raw_landing_line_numbers.sql",
+                      "020_raw_events.sql")
+KEPT_COLUMN_FILES = ("010_raw_landing.sql", "011_raw_landing_file.sql", "012_raw_landing_lines.sql",
+                     "013_raw_landing_records.sql", "020_raw_events.sql")
+LANDING_FILES = ("010_raw_landing.sql", "020_raw_events.sql")  # once per landing
 
 
 def require_ingested(conn: psycopg.Connection, sources: list[dict[str, Any]]) -> None:
@@ -48,8 +54,8 @@ def require_ingested(conn: psycopg.Connection, sources: list[dict[str, Any]]) ->
 
 
 def ingest_files(source: dict[str, Any]) -> tuple[str, ...]:
-    """The templates that ingest ``source``, in order: every column lands through CSV COPY;
-    kept columns land as whole lines that SQL splits (011, 012)."""
+    """The templates that ingest ``source`` alone, in order: every column lands through CSV
+    COPY; kept columns land as whole lines that SQL splits (012, 013)."""
     return KEPT_COLUMN_FILES if source["keep_positions"] else EVERY_COLUMN_FILES
 
 
@@ -60,9 +66,13 @@ def render_analyze() -> list[tuple[str, str]]:
     return [(ANALYZE_FILE, render.render(f"{render.stage_folder('ingest')}/{ANALYZE_FILE}", {}))]
 
 
-def render_ingest(source: dict[str, Any]) -> list[tuple[str, str]]:
+def render_ingest(source: dict[str, Any], file_number: int = 1,
+                  names: tuple[str, ...] | None = None) -> list[tuple[str, str]]:
+    """``source``'s ingest templates (``names``, by default all of ``ingest_files(source)``),
+    rendered for it as file ``file_number`` of its landing."""
     context = {
         "landing_columns": source["columns"],
+        "file_number": file_number,
         "file_sha256": source["sha256"],
         "source_name": source["source_name"],
         "file_path": source["path"],
@@ -70,11 +80,11 @@ def render_ingest(source: dict[str, Any]) -> list[tuple[str, str]]:
         "header_lines": source["header_lines"],
     }
     folder = render.stage_folder("ingest")
-    return [(name, render.render(f"{folder}/{name}", context)) for name in ingest_files(source)]
+    return [(name, render.render(f"{folder}/{name}", context)) for name in names or ingest_files(source)]
 
 
 def csv_settings(source: dict[str, Any]) -> dict[str, str]:
-    """The session settings sql/012 reads (raw_to_ready.csv_*): the source's dialect and header.
+    """The session settings sql/013 reads (raw_to_ready.csv_*): the source's dialect and header.
 
     The patterns are PostgreSQL regular expressions for the CSV grammar COPY reads, over a
     record with a delimiter put in front: each match is a delimiter and one field, quoted (a
@@ -125,13 +135,14 @@ def psql_ingest_script(source: dict[str, Any], rendered: list[str]) -> str:
     copy = statement.as_string(None).replace("COPY ", "\\copy ", 1)
     copy = copy.replace("FROM STDIN", "FROM " + psql_input(source, escape_text=kept), 1)
     include = {name: f"\\ir {rendered_name}" for name, rendered_name in files.items()}
-    if kept:  # the settings sql/012 reads
+    if kept:  # the settings sql/013 reads
         settings = [f"SET {name} = {sql.Literal(value).as_string(None)};" for name, value in csv_settings(source).items()]
-        steps = [include["010_raw_landing.sql"], include["011_raw_landing_lines.sql"], copy, *settings,
-                 include["012_raw_landing_records.sql"], include["020_raw_events.sql"]]
+        steps = [include["010_raw_landing.sql"], include["011_raw_landing_file.sql"],
+                 include["012_raw_landing_lines.sql"], copy, *settings,
+                 include["013_raw_landing_records.sql"], include["020_raw_events.sql"]]
     else:
-        steps = [include["010_raw_landing.sql"], copy, include["015_raw_landing_line_numbers.sql"],
-                 include["020_raw_events.sql"]]
+        steps = [include["010_raw_landing.sql"], include["011_raw_landing_file.sql"], copy,
+                 include["015_raw_landing_line_numbers.sql"], include["020_raw_events.sql"]]
     program = "PROGRAM" in copy
     return (
         f"-- Ingests {source['path']} (sha256 {source['sha256']}) with psql, as the runner does.\n"
@@ -176,22 +187,58 @@ def psql_input(source: dict[str, Any], escape_text: bool) -> str:
     return "PROGRAM '" + " | ".join(steps).replace("'", "''") + "'"
 
 
-def ingest_file(
-    conn: psycopg.Connection,
-    source: dict[str, Any],
-    index: int,
-    save: Callable[[str, str, str], Path],
-    log: Callable[[str], None],
-) -> int:
-    """COPY one file into raw.raw_events inside the caller's transaction; return rows added."""
-    already = conn.execute(
-        "SELECT run_id, record_count FROM raw.ingested_files WHERE file_sha256 = %s", (source["sha256"],)
-    ).fetchone()
-    if already:
-        log(f"  {source['path']}: already ingested (sha256 {source['sha256'][:12]}, "
-            f"{already[1]:,} records, run {already[0]}); 0 rows added")
-        return 0
-    rendered = dict(render_ingest(source))
+def ingest(conn: psycopg.Connection, sources: list[dict[str, Any]],
+           save: Callable[[str, str, str], Path], log: Callable[[str], None]) -> int:
+    """COPY the run's new files into raw.raw_events inside the caller's transaction; return
+    the records added (and set each source's ``ingested_rows``). Files whose headers name
+    the same columns land in one landing table and reach raw.raw_events in one INSERT, so a
+    backfill of hundreds of daily files costs a few statements per file, not a table each."""
+    stored = {sha: (run_id, count) for sha, run_id, count in conn.execute(
+        "SELECT file_sha256, run_id, record_count FROM raw.ingested_files WHERE file_sha256 = ANY(%s)",
+        ([s["sha256"] for s in sources],))}
+    landings: dict[tuple[str, ...], list[tuple[int, dict[str, Any]]]] = {}
+    landing_now: set[str] = set()
+    for index, source in enumerate(sources, start=1):
+        source["ingested_rows"] = 0
+        if source["sha256"] in stored:
+            run_id, count = stored[source["sha256"]]
+            log(f"  {source['path']}: already ingested (sha256 {source['sha256'][:12]}, "
+                f"{count:,} records, run {run_id}); 0 rows added")
+        elif source["sha256"] in landing_now:
+            log(f"  {source['path']}: the same content as a file before it (sha256 {source['sha256'][:12]}); "
+                "0 rows added")
+        else:
+            landing_now.add(source["sha256"])
+            landings.setdefault(tuple(source["columns"]), []).append((index, source))
+    return sum(ingest_landing(conn, files, save, log) for files in landings.values())
+
+
+def ingest_landing(conn: psycopg.Connection, files: list[tuple[int, dict[str, Any]]],
+                   save: Callable[[str, str, str], Path], log: Callable[[str], None]) -> int:
+    """Files of one header: one landing (010), each file named (011) and landed, one INSERT
+    (020); return the records added."""
+    (first_index, first), last_index = files[0], files[-1][0]
+    landing = dict(render_ingest(first, first_index, LANDING_FILES))
+    suffix = f".file{first_index}" if len(files) == 1 else f".files{first_index}-{last_index}"
+    execute_sql(conn, "010_raw_landing.sql", landing["010_raw_landing.sql"],
+                save("010_raw_landing.sql", landing["010_raw_landing.sql"], suffix))
+    total = 0
+    for index, source in files:
+        total += land_file(conn, source, index, save, log)
+    name = "020_raw_events.sql"
+    try:
+        execute_sql(conn, name, landing[name], save(name, landing[name], suffix))
+    except StageError as exc:
+        also = f" (and {len(files) - 1} other file(s) landed with it)" if len(files) > 1 else ""
+        raise IngestError(f"{first['path']}{also}: {exc}") from None
+    return total
+
+
+def land_file(conn: psycopg.Connection, source: dict[str, Any], index: int,
+              save: Callable[[str, str, str], Path], log: Callable[[str], None]) -> int:
+    """Name one file in the landing (011) and land its records; return them."""
+    names = ingest_files(source)
+    rendered = dict(render_ingest(source, index, tuple(n for n in names if n not in LANDING_FILES)))
     suffix = f".file{index}"
 
     def saved(name: str) -> Path:  # each rendered file is kept beside the run's other SQL
@@ -200,15 +247,12 @@ def ingest_file(
     def run(name: str) -> None:
         execute_sql(conn, name, rendered[name], saved(name))
 
-    run("010_raw_landing.sql")
+    run("011_raw_landing_file.sql")
     if source["keep_positions"]:
-        records = land_kept_columns(conn, source, rendered, saved, run)
+        records = land_kept_columns(conn, source, index, rendered, saved, run)
     else:
         records = land_every_column(conn, source, run)
-    try:
-        run("020_raw_events.sql")
-    except StageError as exc:
-        raise IngestError(f"{source['path']}: {exc}") from None
+    source["ingested_rows"] = records
     log(f"  {source['path']}: {records:,} records ingested (sha256 {source['sha256'][:12]})")
     return records
 
@@ -225,26 +269,26 @@ def land_every_column(conn: psycopg.Connection, source: dict[str, Any], run: Cal
     return records
 
 
-def land_kept_columns(conn: psycopg.Connection, source: dict[str, Any], rendered: dict[str, str],
+def land_kept_columns(conn: psycopg.Connection, source: dict[str, Any], index: int, rendered: dict[str, str],
                       saved: Callable[[str], Path], run: Callable[[str], None]) -> int:
-    """Each physical line lands whole (011, COPY's text format); 012 joins the lines of a
+    """Each physical line lands whole (012, COPY's text format); 013 joins the lines of a
     record, splits it into fields and keeps the listed columns. No table is ever wider than
     the kept columns, and Python still never looks at a row."""
-    run("011_raw_landing_lines.sql")
+    run("012_raw_landing_lines.sql")
     for name, value in csv_settings(source).items():  # until the transaction ends
         conn.execute("SELECT meta.set_run_setting(%s, %s)", (name, value))
     with conn.cursor() as cur:
         copy_content(cur, lines_copy_statement(source), source, escape_text=True)
-    name = "012_raw_landing_records.sql"
+    name = "013_raw_landing_records.sql"
     path = saved(name)
     try:
         with conn.cursor() as cur:
             cur.execute(rendered[name].encode("utf-8"))
-    except psycopg.errors.BadCopyFileFormat as exc:  # 012's own check names file and line
+    except psycopg.errors.BadCopyFileFormat as exc:  # 013's own check names file and line
         raise IngestError(f"{exc.diag.message_primary}; nothing of this file was kept") from None
     except psycopg.Error as exc:
         raise IngestError(f"{source['path']}: {describe_sql_error(exc, name, rendered[name], path)}") from None
-    return conn.execute("SELECT count(*) FROM raw_landing").fetchone()[0]
+    return conn.execute("SELECT count(*) FROM raw_landing WHERE landing_file = %s", (index,)).fetchone()[0]
 
 
 def copy_content(cur: psycopg.Cursor, statement: sql.Composed, source: dict[str, Any], escape_text: bool = False) -> None:

@@ -21,8 +21,8 @@ from scripts.config import PipelineConfig, SourceFile
 from scripts.errors import ConfigError, SourceError
 
 CHUNK = objectstore.CHUNK
-RESERVED_COLUMNS = {"landing_record_number", "landing_line_number"}
-# A PostgreSQL table has at most 1,600 columns; the landing table adds its own two.
+RESERVED_COLUMNS = {"landing_record_number", "landing_line_number", "landing_file"}
+# A PostgreSQL table has at most 1,600 columns; the landing table adds its own three.
 MAX_TABLE_COLUMNS = 1600
 MAX_HEADER_COLUMNS = MAX_TABLE_COLUMNS - len(RESERVED_COLUMNS)
 

@@ -126,11 +126,7 @@ def stage_ingest(run: Run, stage: Stage) -> None:
     with stage_timer(run, stage) as record:
         with run.conn.transaction():
             set_run_settings(run.conn, run.settings)
-            total = 0
-            for index, source in enumerate(run.sources, start=1):
-                added = copy.ingest_file(run.conn, source, index, lambda n, t, s: save_sql(run, n, t, s), log)
-                source["ingested_rows"] = added
-                total += added
+            total = copy.ingest(run.conn, run.sources, lambda n, t, s: save_sql(run, n, t, s), log)
             if total:
                 run.conn.execute("SELECT meta.set_run_setting('raw_to_ready.ingested_rows', %s)", (str(total),))
                 for name, text in copy.render_analyze():

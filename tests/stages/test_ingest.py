@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -175,3 +177,53 @@ def test_a_header_spanning_two_lines_shifts_line_numbers(project, db_url):
         ("data/raw/plain.csv", 1, 3, "a"), ("data/raw/plain.csv", 2, 4, "b"),
         ("data/raw/broken.csv", 1, 3, "a\nb"), ("data/raw/broken.csv", 2, 5, "c"),
     ]
+
+
+def expected_records(path: Path, header_lines: int = 1) -> list[tuple[int, int, dict]]:
+    """(line the record starts on, record number, payload) of every record, read by Python's csv
+    module: the independent reading of the file."""
+    with path.open(newline="", encoding="utf-8") as handle:
+        reader = csv.reader(handle)
+        header = next(reader)
+        records, line = [], header_lines
+        for number, fields in enumerate(reader, start=1):
+            records.append((line + 1, number, dict(zip(header, fields))))
+            line = reader.line_num
+    return records
+
+
+def test_many_files_land_together_each_record_as_a_file_alone_would(project, db_url, capsys):
+    """Forty files in one run (empty ones, quoted line breaks, a second header, the same
+    content twice, one file ingested by an earlier run) share one landing per header: every
+    file's records, lines and counts are what Python's csv module reads, and event ids follow
+    each file's records."""
+    names = []
+    for k in range(40):
+        rows = [f"O{k}-{r},C{r},2024-01-{1 + r:02d},{k}.{r:02d},completed" for r in range(k % 5)]
+        if k % 7 == 3:  # a quoted field holding line breaks shifts the following lines
+            rows.insert(0, f'O{k}-q,C9,2024-02-01,1.00,"two\nlines"')
+        header = "customer_id,order_id,order_ts,amount,status\n" if k == 20 else HEADER
+        if k == 20:  # another header: its own landing
+            rows = [",".join(r.split(",")[i] for i in (1, 0, 2, 3, 4)) for r in rows]
+        names.append(project.write_csv(f"day{k:02d}.csv", header + "".join(r + "\n" for r in rows)))
+    (project.root / "data/raw/again.csv").write_bytes((project.root / names[12]).read_bytes())
+    assert ingest(project.write_config(paths=[names[5]]), db_url)[0] == EXIT_PASSED
+    capsys.readouterr()
+
+    code, report = ingest(project.write_config(paths=[*names, "data/raw/again.csv"]), db_url)
+    assert code == EXIT_PASSED
+    out = capsys.readouterr().out
+    assert f"{names[5]}: already ingested" in out and "again.csv: the same content as a file before it" in out
+    events = query(db_url, "SELECT event_id, file_path, line_number, record_number, payload FROM raw.raw_events")
+    for name in names:
+        rows = sorted((e for e in events if e[1] == name), key=lambda e: e[0])
+        assert [(e[2], e[3], e[4]) for e in rows] == expected_records(project.root / name), name
+    assert not [e for e in events if e[1] == "data/raw/again.csv"]
+    # a content is recorded once, under the first name it came by: the header-only files
+    # are all the content of day05, which the earlier run ingested
+    first_names = {}
+    for name in [names[5], *names]:
+        first_names.setdefault((project.root / name).read_bytes(), name)
+    counts = dict(query(db_url, "SELECT file_path, record_count FROM raw.ingested_files"))
+    assert counts == {name: len(expected_records(project.root / name)) for name in first_names.values()}
+    assert len(counts) == 35 and sum(s["ingested_rows"] for s in report["sources"]) == len(events)

@@ -1,7 +1,7 @@
--- Splits the lines landed by 011 into CSV records and fields and fills raw_landing with
+-- Splits the lines landed by 012 into CSV records and fields and fills raw_landing with
 -- the columns the source keeps (sources[].columns); the other fields are not landed.
 -- grain: one row per CSV record (raw_landing)
--- requires: 10_ingest/010_raw_landing.sql, 10_ingest/011_raw_landing_lines.sql (filled by COPY)
+-- requires: 10_ingest/011_raw_landing_file.sql, 10_ingest/012_raw_landing_lines.sql (filled by COPY)
 -- writes: nothing (the temporary tables raw_landing_records and raw_landing)
 -- settings: raw_to_ready.csv_quote, .csv_field_pattern, .csv_record_pattern,
 --           .csv_header_width, .csv_keep_positions (the runner sets them for each file from
