@@ -75,7 +75,7 @@ def model_path(model: str | None) -> str:
 def render_model(batch: dict[str, Any], context: dict[str, Any], model: str | None) -> str:
     """Render one of a source's models with the shared context plus its own ``source_events``."""
     env = render.environment()
-    events = env.get_template("macros/sources.sql").module.source_events(batch["file_sha256s"])
+    events = env.get_template("macros/sources.sql").make_module(context).source_events(batch["file_sha256s"])
     own = {**context, "source_events": str(events), "source_name": batch["source_name"],
            "batch_file_sha256s": batch["file_sha256s"]}
     if model is None:

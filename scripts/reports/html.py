@@ -33,6 +33,7 @@ from typing import Any
 import jinja2
 
 from scripts import config
+from scripts.db.render import bytecode_cache
 from scripts.errors import ConfigError, failure
 from scripts.paths import ARTIFACTS
 from scripts.reports import html_view as view
@@ -79,10 +80,11 @@ def finalize(value: Any) -> Any:
 
 @functools.cache
 def environment() -> jinja2.Environment:
-    """The templates, with autoescape on and no undefined value passing silently."""
+    """The templates, with autoescape on and no undefined value passing silently, compiled
+    at most once between processes (the SQL's bytecode cache)."""
     return jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
                               undefined=jinja2.StrictUndefined, finalize=finalize,
-                              trim_blocks=True, lstrip_blocks=True)
+                              trim_blocks=True, lstrip_blocks=True, bytecode_cache=bytecode_cache())
 
 
 def render(template: str, **context: Any) -> str:

@@ -1,6 +1,6 @@
 {%- import 'macros/rules.sql' as rules -%}
-{%- import 'macros/results.sql' as results -%}
-{%- import 'macros/versions.sql' as versions -%}
+{%- import 'macros/results.sql' as results with context -%}
+{%- import 'macros/versions.sql' as versions with context -%}
 -- Evaluates every record-level expectation over the batch: the raw events of the files the config
 -- names now. Row rules share one aggregate scan; uniqueness and exact repeats share one
 -- grouping by key (plus a look at the few repeated keys). Writes one row per check.

@@ -1,5 +1,5 @@
 {%- import 'macros/rules.sql' as rules -%}
-{%- import 'macros/results.sql' as results -%}
+{%- import 'macros/results.sql' as results with context -%}
 {%- import 'macros/versions.sql' as versions -%}
 -- Sets aside the offending records of every check with action: quarantine that found
 -- some in this run: each goes to meta.quarantine with its lineage and payload, and the

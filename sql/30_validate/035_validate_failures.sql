@@ -1,5 +1,5 @@
 {%- import 'macros/rules.sql' as rules -%}
-{%- import 'macros/results.sql' as results -%}
+{%- import 'macros/results.sql' as results with context -%}
 {%- import 'macros/versions.sql' as versions -%}
 -- Appends the offending records of every check that did not pass in this run to the
 -- failure history, capped per check (the exact count is in meta.validation_results).

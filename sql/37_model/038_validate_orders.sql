@@ -1,6 +1,6 @@
 {%- import 'macros/rules.sql' as rules -%}
 {%- import 'macros/order_rules.sql' as order_rules -%}
-{%- import 'macros/results.sql' as results -%}
+{%- import 'macros/results.sql' as results with context -%}
 -- Evaluates every order-level expectation over the orders the source models produced
 -- (one aggregate scan), and appends the offending orders of the checks that did not
 -- pass to the failure history (capped per check), with the lineage of their record.

@@ -1,4 +1,4 @@
-{%- import 'macros/results.sql' as results -%}
+{%- import 'macros/results.sql' as results with context -%}
 -- Drift checks: this run's profile (065, 067) against the baseline, the latest earlier run of
 -- the same pipeline that passed and left a profile. Writes one row per drift check to
 -- meta.validation_results (level 'drift') with what it measured and the baseline's value:

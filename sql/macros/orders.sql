@@ -71,20 +71,31 @@ order_instants AS (
     over the order alias a. Base indentation 0: the caller indents it. -#}
 {%- macro scope_orders(features, columns, lookback_hours) -%}
 SELECT {{ columns }}
-FROM work.feature_scope AS s
 {%- if lookback_hours is not none %}
-CROSS JOIN LATERAL (
-    SELECT max(p.order_at) AS previous_at
-    FROM stg.orders AS p
-    WHERE p.customer_key = s.customer_id AND p.customer_id = s.customer_id AND p.order_at < s.from_at
-        AND {{ counts('p', features) }}
-) AS previous
-{%- endif %}
+FROM (
+    -- each customer's first instant to read, found once per customer with one step of the
+    -- index (grouped, so that PostgreSQL computes it before the join: beside the join the
+    -- lookup ran once per order read, 123,209 times for a day's 1,255 customers, 0.7 s)
+    SELECT
+        s.customer_id,
+        least(s.from_at - INTERVAL {{ (lookback_hours ~ ' hours') | literal }}, previous.previous_at) AS read_from
+    FROM work.feature_scope AS s
+    CROSS JOIN LATERAL (
+        SELECT max(p.order_at) AS previous_at
+        FROM stg.orders AS p
+        WHERE
+            p.customer_key = s.customer_id AND p.customer_id = s.customer_id AND p.order_at < s.from_at
+            AND {{ counts('p', features) }}
+    ) AS previous
+    GROUP BY s.customer_id, s.from_at, previous.previous_at
+) AS s
+INNER JOIN stg.orders AS a
+    ON a.customer_key = s.customer_id AND a.customer_id = s.customer_id AND a.order_at >= s.read_from
+{%- else %}
+FROM work.feature_scope AS s
 INNER JOIN stg.orders AS a
     ON a.customer_key = s.customer_id AND a.customer_id = s.customer_id
-    {%- if lookback_hours is not none %}
-    AND a.order_at >= least(s.from_at - INTERVAL {{ (lookback_hours ~ ' hours') | literal }}, previous.previous_at)
-    {%- endif %}
+{%- endif %}
 {%- endmacro -%}
 
 {#- The windows of an entity `e` over its orders `o` as of e.as_of (50_features/052, in both

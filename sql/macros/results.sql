@@ -11,7 +11,7 @@
 -#}
 {%- import 'macros/rules.sql' as rules -%}
 {%- import 'macros/order_rules.sql' as order_rules -%}
-{%- import 'macros/versions.sql' as versions -%}
+{%- import 'macros/versions.sql' as versions with context -%}
 
 {#- A threshold is '>' or '>=' a count, or a percentage of the batch's rows; the
     percentage is compared exactly (count * 100 against value * rows), not rounded. -#}

@@ -3,7 +3,7 @@
   less the records a check quarantined in this run. Rendered by the runner into each
   model's `source_events` (use it as `FROM {{ source_events }} AS e`).
 -#}
-{%- import 'macros/versions.sql' as versions -%}
+{%- import 'macros/versions.sql' as versions with context -%}
 {%- import 'macros/rules.sql' as rules -%}
 {%- macro source_events(file_sha256s) -%}
 (
@@ -19,12 +19,12 @@
         -- orders records by, rather than the order files happened to be ingested
         f.file_position
     -- the source's files that this run models (the new ones, or all of them on a full
-    -- refresh), joined to their events: one lookup per event in a hash of the files, or
-    -- one pass of the index per file when they are few, whatever their number
-    FROM unnest({{ file_sha256s | literal }}::text[]) WITH ORDINALITY AS f (file_sha256, file_position)
-    INNER JOIN raw.raw_events AS e ON f.file_sha256 = e.file_sha256
+    -- refresh), read through the index for a daily file; each event's file's place
+    FROM raw.raw_events AS e
+    INNER JOIN unnest({{ file_sha256s | literal }}::text[]) WITH ORDINALITY AS f (file_sha256, file_position)
+        ON e.file_sha256 = f.file_sha256
     WHERE
-        {{ versions.in_work_files('f.file_sha256') }}
+        {{ versions.in_work_files('e.file_sha256') }}
         -- the run's quarantined events, found once (a hashed list): not a lookup per event,
         -- which Citus cannot run where raw events are distributed and the quarantine is not
         -- (event_id is never NULL, so NOT IN means what it says)

@@ -14,8 +14,7 @@
     raw_to_ready.work_files         comma-separated sha256 of the files this run validates
                                     and models: the new files, or every named file
     raw_to_ready.removed_files      comma-separated sha256 of the staged files an incremental
-                                    run removes (no longer named, or replaced); empty else
--#}
+                                    run removes (no longer named, or replaced); empty else -#}
 
 {%- import 'macros/distribution.sql' as dist with context -%}
 {%- import 'macros/bulk_load.sql' as bulk with context -%}
@@ -27,8 +26,8 @@ current_setting('raw_to_ready.full_refresh')::boolean
 {#- The same as a scalar subquery, which PostgreSQL evaluates once per statement (an
     InitPlan): for a condition ORed with one on the row, where the plain call would run for
     every row (a million calls, 0.3 s, on a full refresh of a million orders). Not on Citus,
-    which would compute the subquery apart and then move every row between the workers.
-    Import with context. -#}
+    which would compute the subquery apart and then move every row between the workers
+    (import with context). -#}
 {%- macro full_refresh_once() -%}
 {%- if distribution -%}
 {{ full_refresh() }}
@@ -51,11 +50,12 @@ current_setting('raw_to_ready.published_version')::bigint
 string_to_array(current_setting('raw_to_ready.work_files'), ',')::text[]
 {%- endmacro -%}
 
-{#- `column` is one of the files this run validates and models: a semi-join, the list read
-    once per statement, where `= ANY(work_files())` splits the setting for every row (730
-    daily files: 38 s for a million raw events, against 0.2 s). -#}
+{#- `column` is one of the files this run validates and models: a constant list in the
+    statement's plan (V020__setting_list.sql), or on Citus, where that function stays on the
+    coordinator, a semi-join that the workers evaluate. Import with context. -#}
 {%- macro in_work_files(column) -%}
-{{ column }} IN (SELECT w.file_sha256 FROM unnest({{ work_files() }}) AS w (file_sha256))
+{{ column }} {% if distribution %}IN (SELECT w.file_sha256 FROM unnest({{ work_files() }}) AS w (file_sha256))
+{%- else %}= ANY(meta.setting_list('raw_to_ready.work_files')){% endif %}
 {%- endmacro -%}
 
 {%- macro removed_files() -%}

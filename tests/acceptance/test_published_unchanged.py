@@ -21,7 +21,9 @@ report's stages), the report's pipeline and refresh (the published version), and
 sentences of passing checks (they now read as passes); no row of stg, feats or the published
 meta tables changed. And once more when a full refresh came to run the labels beside the
 features: the report's stages say so (the labels' "beside"), in the sample, UCI and daily
-scenarios' first runs; nothing else changed:
+scenarios' first runs. And when a migration (V020, meta.setting_list) came: one more row of
+meta.schema_migrations, and the migrate stage's count of them in meta.run_stages and the
+report's stages, in every scenario; nothing else changed:
   - sample: configs/pipeline.yaml on data/raw/orders.csv;
   - dirty: configs/pipeline_dirty.yaml (the gate fails on purpose, exit 1): every check of the
     JSON report (ids, statuses, counts, percents, messages, samples), meta.validation_failures;
