@@ -94,8 +94,9 @@ WHERE
     AND (o.customer_id, o.order_at, o.amount, o.status, o.source_event_id{{ sources.attribute_list(staging, 'o') }})
     IS DISTINCT FROM (b.customer_id, b.order_at, b.amount, b.status, b.source_event_id{{ sources.attribute_list(staging, 'b') }});
 
--- A first load builds the secondary indexes after the rows (sql/macros/bulk_load.sql).
-{% call bulk.bulk_load('stg.orders') -%}
+-- A first load (or one ten times what is staged) builds the indexes after the rows
+-- (sql/macros/bulk_load.sql).
+{% call bulk.bulk_load('stg.orders', '(SELECT count(*) FROM stg.model_orders)') -%}
 -- rows: orders added
 INSERT INTO stg.orders (
     order_id, customer_id, customer_key, order_at, amount, status,

@@ -242,7 +242,7 @@ SELECT meta.set_run_setting('random_page_cost', '1.1');
 
 {{ close_changed(table, rows, keys, values, scope_from=scope_from, scope_where=scope_where) }}
 
-{% call bulk.bulk_load(table) -%}
+{% call bulk.bulk_load(table, '(SELECT count(*) FROM ' ~ rows ~ ')') -%}
 {{ add_changed(table, rows, keys, values) }}
 {%- endcall %}
 

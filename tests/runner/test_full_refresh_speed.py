@@ -2,7 +2,8 @@
 
 - A first load empties stg.orders and the history tables anew, drops their keys and indexes and
   builds them after the rows (sql/macros/bulk_load.sql): afterwards every table has exactly the
-  keys, indexes and constraints a freshly migrated database gives it.
+  keys, indexes and constraints a freshly migrated database gives it. A load ten times what the
+  tables hold (a big file after the sample) rebuilds them too, and keeps the older versions.
 - The labels run beside the features on a full refresh (scripts/pipeline/runner.py,
   run_beside): the report says so, and the labels are those a daily run, which runs them one
   after the other, computes for the same orders (checked against a brute-force count in Python).
@@ -96,3 +97,52 @@ def test_the_tuning_block_gains_only_the_missing_settings(tmp_path):
     assert "wal_level = 'minimal'" in text and "max_wal_senders = '0'" in text
     server._tune(tmp_path)
     assert conf.read_text(encoding="utf-8") == text
+
+
+VERSION_ROWS = """
+SELECT to_jsonb(h) - 'valid_to' FROM {table} AS h
+WHERE h.valid_from <= %(v)s AND (h.valid_to IS NULL OR h.valid_to > %(v)s)
+ORDER BY h.customer_id, h.feature_time
+"""
+
+
+def index_oids(url: str) -> set[int]:
+    return {row[0] for row in query(url, "SELECT indexrelid::oid::bigint FROM pg_index WHERE indrelid = ANY(%s::regclass[])",
+                                    (list(TABLES),))}
+
+
+def version_rows(url: str, version: int) -> dict[str, list]:
+    return {table: query(url, VERSION_ROWS.format(table=table), {"v": version}) for table in TABLES[1:]}
+
+
+def test_a_first_big_load_after_a_sample_builds_the_keys_after_the_rows_and_keeps_the_sample(project, db_factory):
+    """A load ten times what is staged (the sample, then a big file in its place) drops and
+    rebuilds the tables' keys and indexes around its rows, as a first load does: afterwards
+    every key and index is as migrated, the new version equals a full run of the big file on
+    an empty database, and the sample's version still reads as it did."""
+    generate_orders.generate(project.root / "data" / "raw" / "sample.csv", rows=200, seed=3, days=400)
+    generate_orders.generate(project.root / "data" / "raw" / "big.csv", rows=4_000, seed=4, days=400)
+    sections = {"labels": {"horizon_days": 30}}
+    url, migrated, fresh = db_factory(), db_factory(), db_factory()
+    assert run_pipeline(project.write_config("data/raw/sample.csv", **sections), url)[0] == EXIT_PASSED
+    sample_version, sample_indexes = version_rows(url, 1), index_oids(url)
+    big = project.write_config("data/raw/big.csv", **sections)
+    code, report = run_pipeline(big, url)
+    assert code == EXIT_PASSED, report.get("errors")
+    assert report["refresh"]["full"] is True
+    assert not index_oids(url) & sample_indexes  # every index built anew after the rows
+    assert run_pipeline(big, migrated, through="migrate")[0] == EXIT_PASSED
+    assert schema(url) == schema(migrated)
+    assert version_rows(url, 1) == sample_version and sample_version["feats.customer_feature_history"]
+    assert run_pipeline(big, fresh)[0] == EXIT_PASSED
+    strip = {"valid_from"}  # the big load is version 2 here, 1 on the empty database
+    assert ({t: [{k: v for k, v in r[0].items() if k not in strip} for r in rows] for t, rows in version_rows(url, 2).items()}
+            == {t: [{k: v for k, v in r[0].items() if k not in strip} for r in rows] for t, rows in version_rows(fresh, 1).items()})
+    # a small day after it keeps every index
+    built = index_oids(url)
+    with (project.root / "data" / "raw" / "big.csv").open(encoding="utf-8") as handle:
+        customers = sorted({row["customer_id"] for row in csv.DictReader(handle)})[:20]
+    project.write_csv("day.csv", "order_id,customer_id,order_ts,amount,status\n" + "".join(
+        f"D{i},{customer},2025-02-05 10:{i:02d}:00,12.50,completed\n" for i, customer in enumerate(customers)))
+    assert run_pipeline(project.write_config(["data/raw/big.csv", "data/raw/day.csv"], **sections), url)[0] == EXIT_PASSED
+    assert index_oids(url) == built
