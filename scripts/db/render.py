@@ -20,7 +20,6 @@ from scripts.errors import TemplateError
 from scripts.paths import REPO_ROOT, SQL_DIR
 
 
-
 def ident(name: Any) -> str:
     """Quote an identifier (column or table name), always, whatever its spelling."""
     return sql.Identifier(str(name)).as_string(None)
