@@ -25,16 +25,20 @@
 DO $bulk$
 DECLARE
     dropped record;
-    -- a tenth of the rows coming: more rows than this in the table keep its indexes
-    tenth constant bigint := ({{ incoming }}) / 10;
+    -- a tenth of the rows coming (counted only when the table holds rows): more rows than
+    -- this in the table keep its indexes
+    tenth bigint;
 BEGIN
     CREATE TEMPORARY TABLE IF NOT EXISTS bulk_load_indexes (
         table_name text, index_name text, constraint_name text, definition text
     ) ON COMMIT DROP;
     IF NOT EXISTS (SELECT 1 FROM {{ table }}) THEN
         TRUNCATE {{ table }};
-    ELSIF (SELECT count(*) FROM (SELECT 1 FROM {{ table }} LIMIT tenth + 1) AS held) > tenth THEN
-        RETURN;
+    ELSE
+        tenth := ({{ incoming }}) / 10;
+        IF (SELECT count(*) FROM (SELECT 1 FROM {{ table }} LIMIT tenth + 1) AS held) > tenth THEN
+            RETURN;
+        END IF;
     END IF;
     FOR dropped IN
         INSERT INTO bulk_load_indexes (table_name, index_name, constraint_name, definition)
